@@ -1,0 +1,233 @@
+"""Command-line options -> an immutable Config."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from netmon import __version__
+from netmon.units import format_rate, parse_rate
+
+DEFAULT_INTERVAL_MS = 1000.0
+DEFAULT_ALPHA = 0.4
+DEFAULT_THRESHOLD_BPS = 10.0 * 1024 * 1024
+DEFAULT_MAX_FLOWS = 10240
+MAX_MAX_FLOWS = 4 * 1024 * 1024
+PROBE_MODES = ("auto", "syscalls", "socket")
+
+
+@dataclass(frozen=True)
+class Config:
+    interval_s: float = DEFAULT_INTERVAL_MS / 1000.0
+    alpha: float = DEFAULT_ALPHA
+    threshold_bps: float = DEFAULT_THRESHOLD_BPS
+    count: int | None = None
+    json: bool = False
+    probes: str = "auto"
+    show_kernel: bool = False
+    max_flows: int = DEFAULT_MAX_FLOWS
+    record: str | None = None
+    replay: str | None = None
+    speed: float = 1.0
+    print_bpf: bool = False
+    log_file: str | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option as a single line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _interval_ms(text: str) -> float:
+    value = _number(text, "a number of milliseconds > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 milliseconds, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    value = _number(text, "a number in (0, 1]")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a rate >= 0 such as 10M, 10MB/s or 10485760, got {text!r}"
+        ) from None
+
+
+def _speed(text: str) -> float:
+    value = _number(text, "a number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _positive_int(limit: int | None = None) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        if limit is not None and value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit}, got {text!r}")
+        return value
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="netmon",
+        description=(
+            "Per-process network monitor: live bytes and smoothed bandwidth per "
+            "process, protocol, service port and peer, captured with eBPF. "
+            "Live capture needs root (or CAP_BPF + CAP_PERFMON); --replay and "
+            "--print-bpf do not."
+        ),
+        epilog=(
+            "Sizes and rates use binary units (1 KB = 1024 B), as top does. "
+            "Exit status: 0 ok, 1 other error, 2 bad options, 3 permission denied, "
+            "4 bcc missing, 5 kernel headers missing, 6 tracefs unavailable, "
+            "7 probe failure, 8 bad recording, 130 interrupted."
+        ),
+    )
+    timing = parser.add_argument_group("sampling")
+    timing.add_argument(
+        "-i", "--interval", metavar="MS", type=_interval_ms, default=DEFAULT_INTERVAL_MS,
+        help="refresh every MS milliseconds (default: %(default).0f)",
+    )
+    timing.add_argument(
+        "-a", "--alpha", metavar="A", type=_alpha, default=DEFAULT_ALPHA,
+        help=(
+            "smoothing weight of the newest interval in the bandwidth average, "
+            "0 < A <= 1; 1 shows raw per-interval rates, smaller is smoother "
+            "(default: %(default)s)"
+        ),
+    )
+    timing.add_argument(
+        "-t", "--threshold", metavar="RATE", type=_threshold, default=DEFAULT_THRESHOLD_BPS,
+        help=(
+            "flag a flow as an anomaly when its smoothed send+receive rate exceeds "
+            f"RATE, e.g. 500K, 10M, 10MB/s or plain bytes/s (default: "
+            f"{format_rate(DEFAULT_THRESHOLD_BPS)})"
+        ),
+    )
+
+    capture = parser.add_argument_group("capture")
+    capture.add_argument(
+        "--probes", choices=PROBE_MODES, default="auto",
+        help=(
+            "where to count traffic: 'socket' hooks the kernel socket layer, "
+            "'syscalls' hooks the send/recv family of syscall tracepoints, 'auto' "
+            "picks the best one this kernel supports and says so if it has to "
+            "fall back (default: %(default)s)"
+        ),
+    )
+    capture.add_argument(
+        "-k", "--show-kernel", action="store_true",
+        help="also show traffic moved by kernel threads (hidden by default)",
+    )
+    capture.add_argument(
+        "--max-flows", metavar="N", type=_positive_int(MAX_MAX_FLOWS), default=DEFAULT_MAX_FLOWS,
+        help=(
+            "size of the kernel flow table; when full, the least recently used "
+            "flows are evicted and counted as dropped (default: %(default)s)"
+        ),
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "-j", "--json", action="store_true",
+        help=(
+            "instead of the interactive view, write one JSON object per refresh to "
+            "stdout (JSON Lines); Ctrl-C or SIGTERM writes a last object with "
+            "everything counted so far and exits 0. Works with --replay too"
+        ),
+    )
+    output.add_argument(
+        "-n", "--count", metavar="N", type=_positive_int(),
+        help="with --json: exit after writing N objects (default: run until stopped)",
+    )
+    output.add_argument(
+        "--record", metavar="FILE",
+        help="while showing the interactive view, also save every refresh to FILE",
+    )
+    output.add_argument(
+        "--log-file", metavar="FILE",
+        help=(
+            "append diagnostics to FILE (by default they go to stderr with --json "
+            "and are discarded in the interactive view)"
+        ),
+    )
+
+    replay = parser.add_argument_group("replay")
+    replay.add_argument(
+        "--replay", metavar="FILE",
+        help=(
+            "play back a file saved with --record instead of capturing; needs no "
+            "root and no bcc; combine with --json to print it as JSON Lines"
+        ),
+    )
+    replay.add_argument(
+        "--speed", metavar="X", type=_speed, default=None,
+        help="with --replay: play back X times faster, e.g. 0.5 or 10 (default: 1)",
+    )
+
+    parser.add_argument("--print-bpf", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"%(prog)s {__version__}",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Parse options; on invalid input print one line to stderr and exit 2."""
+    parser = build_parser()
+    ns = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if ns.count is not None and not ns.json:
+        parser.error("--count only applies to --json output")
+    if ns.speed is not None and ns.replay is None:
+        parser.error("--speed only applies to --replay")
+    if ns.record is not None and ns.replay is not None:
+        parser.error("--record cannot be combined with --replay")
+    if ns.record is not None and ns.json:
+        parser.error("--record cannot be combined with --json (--json already writes JSON Lines)")
+    return Config(
+        interval_s=ns.interval / 1000.0,
+        alpha=ns.alpha,
+        threshold_bps=ns.threshold,
+        count=ns.count,
+        json=ns.json,
+        probes=ns.probes,
+        show_kernel=ns.show_kernel,
+        max_flows=ns.max_flows,
+        record=ns.record,
+        replay=ns.replay,
+        speed=1.0 if ns.speed is None else ns.speed,
+        print_bpf=ns.print_bpf,
+        log_file=ns.log_file,
+    )
