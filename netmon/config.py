@@ -117,11 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     timing = parser.add_argument_group("sampling")
     timing.add_argument(
-        "-i", "--interval", metavar="MS", type=_interval_ms, default=DEFAULT_INTERVAL_MS,
+        "-i",
+        "--interval",
+        metavar="MS",
+        type=_interval_ms,
+        default=DEFAULT_INTERVAL_MS,
         help="refresh every MS milliseconds (default: %(default).0f)",
     )
     timing.add_argument(
-        "-a", "--alpha", metavar="A", type=_alpha, default=DEFAULT_ALPHA,
+        "-a",
+        "--alpha",
+        metavar="A",
+        type=_alpha,
+        default=DEFAULT_ALPHA,
         help=(
             "smoothing weight of the newest interval in the bandwidth average, "
             "0 < A <= 1; 1 shows raw per-interval rates, smaller is smoother "
@@ -129,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     timing.add_argument(
-        "-t", "--threshold", metavar="RATE", type=_threshold, default=DEFAULT_THRESHOLD_BPS,
+        "-t",
+        "--threshold",
+        metavar="RATE",
+        type=_threshold,
+        default=DEFAULT_THRESHOLD_BPS,
         help=(
             "flag a flow as an anomaly when its smoothed send+receive rate exceeds "
             f"RATE, e.g. 500K, 10M, 10MB/s or plain bytes/s (default: "
@@ -139,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     capture = parser.add_argument_group("capture")
     capture.add_argument(
-        "--probes", choices=PROBE_MODES, default="auto",
+        "--probes",
+        choices=PROBE_MODES,
+        default="auto",
         help=(
             "where to count traffic: 'socket' hooks the kernel socket layer, "
             "'syscalls' hooks the send/recv family of syscall tracepoints, 'auto' "
@@ -148,11 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     capture.add_argument(
-        "-k", "--show-kernel", action="store_true",
+        "-k",
+        "--show-kernel",
+        action="store_true",
         help="also show traffic moved by kernel threads (hidden by default)",
     )
     capture.add_argument(
-        "--max-flows", metavar="N", type=_positive_int(MAX_MAX_FLOWS), default=DEFAULT_MAX_FLOWS,
+        "--max-flows",
+        metavar="N",
+        type=_positive_int(MAX_MAX_FLOWS),
+        default=DEFAULT_MAX_FLOWS,
         help=(
             "size of the kernel flow table; when full, the least recently used "
             "flows are evicted and counted as dropped (default: %(default)s)"
@@ -161,23 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     output = parser.add_argument_group("output")
     output.add_argument(
-        "-j", "--json", action="store_true",
+        "-j",
+        "--json",
+        action="store_true",
         help=(
             "instead of the interactive view, write one JSON object per refresh to "
-            "stdout (JSON Lines); Ctrl-C or SIGTERM writes a last object with "
-            "everything counted so far and exits 0. Works with --replay too"
+            "stdout (JSON Lines). On Ctrl-C or SIGTERM, live capture writes one "
+            "last object with everything counted so far; exit status 0. Works "
+            "with --replay too"
         ),
     )
     output.add_argument(
-        "-n", "--count", metavar="N", type=_positive_int(),
+        "-n",
+        "--count",
+        metavar="N",
+        type=_positive_int(),
         help="with --json: exit after writing N objects (default: run until stopped)",
     )
     output.add_argument(
-        "--record", metavar="FILE",
+        "--record",
+        metavar="FILE",
         help="while showing the interactive view, also save every refresh to FILE",
     )
     output.add_argument(
-        "--log-file", metavar="FILE",
+        "--log-file",
+        metavar="FILE",
         help=(
             "append diagnostics to FILE (by default they go to stderr with --json "
             "and are discarded in the interactive view)"
@@ -186,20 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = parser.add_argument_group("replay")
     replay.add_argument(
-        "--replay", metavar="FILE",
+        "--replay",
+        metavar="FILE",
         help=(
             "play back a file saved with --record instead of capturing; needs no "
             "root and no bcc; combine with --json to print it as JSON Lines"
         ),
     )
     replay.add_argument(
-        "--speed", metavar="X", type=_speed, default=None,
+        "--speed",
+        metavar="X",
+        type=_speed,
+        default=None,
         help="with --replay: play back X times faster, e.g. 0.5 or 10 (default: 1)",
     )
 
     parser.add_argument("--print-bpf", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "-V", "--version", action="version", version=f"%(prog)s {__version__}",
+        "-V",
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
     )
     return parser
 

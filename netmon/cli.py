@@ -1,0 +1,187 @@
+"""Entry point: parse options and run the live view, JSON output or a replay."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from netmon.config import Config, parse_args
+from netmon.errors import BccMissing, NetmonError
+from netmon.feed import Feed
+from netmon.json_output import SignalStop, StopRequest, run_json, stop_on_signals
+from netmon.live_feed import LiveFeed
+from netmon.metrics import MetricsEngine
+from netmon.sources import Source
+
+log = logging.getLogger("netmon")
+
+
+class OpenedSource(Source, Protocol):
+    """A source as opened by the live factory."""
+
+    mode: str  # the probes actually attached: "socket" or "syscalls"
+    warnings: list[str]  # things the user should know, printed once at start
+
+
+class SourceFactory(Protocol):
+    def __call__(self, *, probes: str, max_flows: int) -> OpenedSource: ...
+
+
+def _bcc_missing(exc: ImportError) -> BccMissing:
+    return BccMissing(
+        f"cannot import the bcc Python module ({exc}); install BCC's Python "
+        "bindings (Debian/Ubuntu: apt install python3-bpfcc)"
+    )
+
+
+def _open_live_source(*, probes: str, max_flows: int) -> OpenedSource:
+    try:
+        from netmon.sources.live import LiveSource
+    except ModuleNotFoundError as exc:
+        if exc.name == "bcc":
+            raise _bcc_missing(exc) from None
+        raise
+    source: OpenedSource = LiveSource.open(probes=probes, max_flows=max_flows)
+    return source
+
+
+def _print_bpf(config: Config) -> int:
+    try:
+        from netmon.sources.live import render_program
+    except ModuleNotFoundError as exc:
+        if exc.name == "bcc":
+            raise _bcc_missing(exc) from None
+        raise
+    print(render_program(max_flows=config.max_flows, probes=config.probes))
+    return 0
+
+
+def _setup_logging(config: Config) -> None:
+    log.handlers.clear()
+    log.propagate = False
+    if config.log_file is not None:
+        try:
+            handler: logging.Handler = logging.FileHandler(config.log_file)
+        except OSError as exc:
+            raise NetmonError(f"cannot open log file {config.log_file}: {exc.strerror}") from None
+        log.setLevel(logging.INFO)
+    elif config.json:
+        handler = logging.StreamHandler(sys.stderr)
+        log.setLevel(logging.WARNING)
+    else:
+        handler = logging.NullHandler()  # stderr would scribble over the UI
+    handler.setFormatter(logging.Formatter("%(asctime)s netmon: %(levelname)s: %(message)s"))
+    log.addHandler(handler)
+
+
+def _run_json(
+    config: Config,
+    feed: Feed,
+    clock: Callable[[], float],
+    stop: StopRequest | None,
+) -> int:
+    try:
+        if stop is not None:
+            return run_json(feed, sys.stdout, config.count, clock, stop=stop)
+        own = SignalStop()
+        try:
+            with stop_on_signals(own):
+                return run_json(feed, sys.stdout, config.count, clock, stop=own)
+        finally:
+            own.close()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): a normal end. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | None) -> int:
+    assert config.replay is not None
+    from netmon.sources.replay import open_replay_feed
+
+    feed = open_replay_feed(config.replay, config.speed)
+    try:
+        if config.json:
+            return _run_json(config, feed, clock, stop)
+        from netmon.ui.app import run_ui
+
+        return run_ui(config, feed)
+    finally:
+        feed.close()
+
+
+def _run_live(
+    config: Config,
+    source_factory: SourceFactory,
+    clock: Callable[[], float],
+    stop: StopRequest | None,
+) -> int:
+    recorder = None
+    if config.record is not None and not config.json:
+        from netmon.record import Recorder
+
+        recorder = Recorder.open(config.record)  # fail on a bad path before loading BPF
+    try:
+        source = source_factory(probes=config.probes, max_flows=config.max_flows)
+        for warning in source.warnings:
+            print(f"netmon: warning: {warning}", file=sys.stderr)
+            log.warning("%s", warning)
+        log.info("capturing with %s probes", source.mode)
+        engine = MetricsEngine(
+            config.alpha,
+            config.threshold_bps,
+            config.interval_s,
+            show_kernel=config.show_kernel,
+        )
+        feed = LiveFeed(source, engine, config.interval_s, clock)
+        try:
+            if config.json:
+                return _run_json(config, feed, clock, stop)
+            from netmon.ui.app import run_ui
+
+            return run_ui(config, feed, recorder=recorder)
+        finally:
+            feed.close()
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    source_factory: SourceFactory | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    stop: StopRequest | None = None,
+) -> int:
+    """Run netmon; returns the exit status.
+
+    `source_factory`, `clock` and `stop` replace the live capture, the
+    monotonic clock and the SIGINT/SIGTERM handling (tests use them)."""
+    try:
+        config = parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an invalid option
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        if config.print_bpf:
+            return _print_bpf(config)
+        _setup_logging(config)
+        if config.replay is not None:
+            return _run_replay(config, clock, stop)
+        return _run_live(config, source_factory or _open_live_source, clock, stop)
+    except NetmonError as exc:
+        log.debug("exiting on error", exc_info=True)
+        message = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
+        print(f"netmon: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
