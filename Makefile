@@ -1,0 +1,41 @@
+# netmon: `make run` installs everything and starts netmon; `make test`
+# installs everything and runs the whole test suite (as root: the kernel
+# tests attach real probes). See README.md.
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+# Extra arguments: make run ARGS="--json --count 3"; make test PYTEST_ARGS="-k ema"
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format bench clean
+
+## install: apt packages, kernel headers, tracefs, .venv with netmon (idempotent)
+install:
+	bash scripts/setup.sh
+
+## run: install, then start netmon
+run: install
+	$(VENV)/bin/netmon $(ARGS)
+
+## test: install, then run the whole test suite
+test: install
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+## lint: ruff, mypy and the packaging check
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PYTHON) scripts/check_packaging.py
+
+## format: apply ruff's formatter
+format: install
+	$(VENV)/bin/ruff format .
+
+## bench: probe overhead on a syscall-heavy loop (as root)
+bench: install
+	$(PYTHON) bench/overhead.py $(ARGS)
+
+## clean: remove the venv and build leftovers (system packages stay)
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
