@@ -1,0 +1,171 @@
+"""The UI loop: poll the feed when due, read keys, repaint on change.
+
+`run_loop` works on any `Screen`, so it is tested with a fake one; `run_ui`
+adds the curses session and the exit guarantees: whatever happens (q,
+Ctrl-C, SIGTERM, SIGHUP, an exception) the terminal is restored first, then
+the feed and the recorder are closed, then any error goes on to the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from types import FrameType
+from typing import Protocol
+
+from netmon.feed import Feed
+from netmon.model import Snapshot
+from netmon.view import Frame, UIState, View, ViewSettings, apply_key
+
+
+class UIConfig(Protocol):
+    """What the UI reads from `netmon.config.Config`."""
+
+    @property
+    def interval_s(self) -> float: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def threshold_bps(self) -> float: ...
+    @property
+    def show_kernel(self) -> bool: ...
+
+
+class SnapshotSink(Protocol):
+    def write(self, snapshot: Snapshot) -> None: ...
+    def close(self) -> None: ...
+
+
+class Screen(Protocol):
+    @property
+    def unicode(self) -> bool: ...
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        ...
+
+    def read_key(self) -> str | None:
+        """Wait briefly (about 10 ms) for a key; None if there was none."""
+        ...
+
+    def paint(self, frame: Frame) -> None: ...
+
+
+class SignalExit(BaseException):
+    """A termination signal, turned into an orderly unwind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def exit_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SignalExit once; later ones are ignored so
+    that they cannot interrupt the cleanup."""
+    exiting = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal exiting
+        if exiting:
+            return
+        exiting = True
+        raise SignalExit(signum)
+
+    previous = {}
+    try:
+        for sig in EXIT_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_loop(
+    screen: Screen,
+    feed: Feed,
+    settings: ViewSettings,
+    state: UIState,
+    recorder: SnapshotSink | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> UIState:
+    """Run until the user quits; returns the final state."""
+    view = View(settings)
+    latest: Snapshot | None = None
+    height, width = screen.size()
+    dirty = True
+    while not state.quit:
+        due = feed.next_due()
+        if due is not None and clock() >= due:
+            snap = feed.poll(clock())
+            if snap is not None:
+                if recorder is not None:
+                    recorder.write(snap)
+                latest = snap
+                if not state.paused:
+                    view.set_snapshot(snap)
+                    dirty = True
+        ended = feed.next_due() is None
+        if ended != state.ended:
+            state = replace(state, ended=ended)
+            dirty = True
+        if dirty:
+            screen.paint(view.frame(state, width, height))
+            dirty = False
+        key = screen.read_key()
+        if key is None:
+            continue
+        dirty = True
+        if key == "RESIZE":
+            height, width = screen.size()
+            continue
+        new = apply_key(state, key, len(view.rows(state)), view.page_size(height))
+        if state.paused and not new.paused and latest is not None and latest is not view.snapshot:
+            view.set_snapshot(latest)
+        state = new
+    return state
+
+
+def run_ui(
+    config: UIConfig,
+    feed: Feed,
+    recorder: SnapshotSink | None = None,
+    *,
+    session: Callable[[], contextlib.AbstractContextManager[Screen]] | None = None,
+) -> int:
+    """Show the curses UI until q, Ctrl-C, SIGTERM or SIGHUP; returns 0.
+
+    Snapshots go to `recorder` as they arrive, paused or not. The feed and
+    the recorder are closed on the way out."""
+    if session is None:
+        from netmon.ui.curses_ui import curses_session
+
+        session = curses_session
+    with exit_on_signals():
+        try:
+            with session() as screen:
+                settings = ViewSettings(
+                    interval_s=config.interval_s,
+                    alpha=config.alpha,
+                    threshold_bps=config.threshold_bps,
+                    unicode=screen.unicode,
+                )
+                run_loop(screen, feed, settings, UIState(show_kernel=config.show_kernel), recorder)
+        except (KeyboardInterrupt, SignalExit):
+            pass  # the terminal is already restored: a normal, clean exit
+        finally:
+            try:
+                feed.close()
+            finally:
+                if recorder is not None:
+                    recorder.close()
+    return 0

@@ -1,0 +1,542 @@
+"""What the screen shows, as plain data: no curses here.
+
+`View` holds the current snapshot and, per (snapshot, mode, sort column,
+filter, kernel toggle), the sorted and filtered row list. Building a frame
+only formats the rows in the visible window, so its cost does not grow with
+the number of flows. Keys are applied to the immutable `UIState` by
+`apply_key`; the curses layer only translates key codes and paints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from netmon.model import FlowStat, ProcessStat, Snapshot
+from netmon.ui.text import display_width, fit, sanitize, truncate
+from netmon.units import format_bytes, format_rate
+
+# Rows above the table: protocol totals, status line, column titles.
+HEADER_LINES = 3
+FOOTER_LINES = 1
+MAX_FILTER_LEN = 64
+PROTOCOL_ORDER = ("TCP", "UDP", "ICMP", "ICMPv6", "RAW", "PACKET")
+
+
+class Mode(Enum):
+    FLOWS = "flows"
+    PROCESSES = "processes"
+
+
+class Role(Enum):
+    """Style of a piece of text; only the curses layer maps it to attributes."""
+
+    HEADER = "header"
+    BADGE = "badge"  # PAUSED, end of replay, active filter
+    TITLE = "title"  # column titles
+    TITLE_SORTED = "title_sorted"
+    NORMAL = "normal"
+    KERNEL = "kernel"
+    ANOMALY = "anomaly"
+    FOOTER = "footer"
+    ALERT = "alert"
+    OK = "ok"
+    INPUT = "input"
+    HELP = "help"
+
+
+class Col(Enum):
+    PID = "pid"
+    NAME = "name"
+    PROTO = "proto"
+    PORT = "port"
+    REMOTE = "remote"
+    FLOWS = "flows"
+    SENT = "sent"
+    RECV = "recv"
+    RATE = "rate"
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    role: Role
+
+
+Line = tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class Frame:
+    width: int
+    height: int
+    lines: tuple[Line, ...]  # at most `height`, each at most `width` cells
+    cursor: tuple[int, int] | None = None  # (y, x) while typing a filter
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    interval_s: float
+    alpha: float
+    threshold_bps: float
+    unicode: bool = True  # False: the terminal can only show ASCII
+
+
+@dataclass(frozen=True)
+class UIState:
+    mode: Mode = Mode.FLOWS
+    sort: Col = Col.RATE
+    reverse: bool = False
+    filter_text: str = ""
+    show_kernel: bool = False
+    offset: int = 0
+    paused: bool = False
+    editing: bool = False  # typing a filter in the footer
+    draft: str = ""
+    help: bool = False
+    ended: bool = False  # the feed has no more snapshots (end of replay)
+    quit: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """A process as shown in the per-process view."""
+
+    stat: ProcessStat
+    flows: int
+    anomaly: bool
+
+
+R = TypeVar("R", FlowStat, ProcessRow)
+
+
+@dataclass(frozen=True)
+class Column(Generic[R]):
+    id: Col
+    title: str
+    width: int  # minimum cells
+    max_width: int  # more than `width` for columns that take spare room
+    align: str  # "left" or "right"
+    priority: int  # on a narrow screen, lower priorities are dropped first
+    descending: bool  # natural order: biggest first
+    sort_key: Callable[[R], Any]  # ascending key, ties broken by pid
+    text: Callable[[R], str]
+
+
+def _name(comm: str, kernel: bool) -> str:
+    return f"[{comm}]" if kernel else comm
+
+
+def _port(f: FlowStat) -> str:
+    if f.key.port == 0:
+        return "-"
+    suffix = {"client": "/c", "server": "/s"}.get(f.key.role, "")
+    return f"{f.key.port}{suffix}"
+
+
+def _flow_tie(f: FlowStat) -> tuple[int, str, int, str]:
+    return (f.key.pid, f.key.protocol, f.key.port, f.key.remote_ip or "")
+
+
+FLOW_COLUMNS: tuple[Column[FlowStat], ...] = (
+    Column(Col.PID, "PID", 7, 7, "right", 8, False,
+           lambda f: _flow_tie(f), lambda f: str(f.key.pid)),
+    Column(Col.NAME, "PROCESS", 8, 16, "left", 7, False,
+           lambda f: (f.comm.lower(), _flow_tie(f)), lambda f: _name(f.comm, f.kernel)),
+    Column(Col.PROTO, "PROTO", 6, 6, "left", 3, False,
+           lambda f: (f.key.protocol, _flow_tie(f)), lambda f: f.key.protocol),
+    Column(Col.PORT, "PORT", 7, 7, "right", 5, False,
+           lambda f: (f.key.port, f.key.role, _flow_tie(f)), _port),
+    Column(Col.REMOTE, "REMOTE", 15, 39, "left", 4, False,
+           lambda f: (f.key.remote_ip or "", _flow_tie(f)), lambda f: f.key.remote_ip or "-"),
+    Column(Col.SENT, "SENT", 9, 9, "right", 2, True,
+           lambda f: (-f.bytes_sent, _flow_tie(f)), lambda f: format_bytes(f.bytes_sent)),
+    Column(Col.RECV, "RECV", 9, 9, "right", 1, True,
+           lambda f: (-f.bytes_recv, _flow_tie(f)), lambda f: format_bytes(f.bytes_recv)),
+    Column(Col.RATE, "RATE", 11, 11, "right", 9, True,
+           lambda f: (-f.rate_bps, _flow_tie(f)), lambda f: format_rate(f.rate_bps)),
+)  # fmt: skip
+
+PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
+    Column(Col.PID, "PID", 7, 7, "right", 8, False,
+           lambda p: p.stat.pid, lambda p: str(p.stat.pid)),
+    Column(Col.NAME, "PROCESS", 8, 32, "left", 7, False,
+           lambda p: (p.stat.comm.lower(), p.stat.pid),
+           lambda p: _name(p.stat.comm, p.stat.kernel)),
+    Column(Col.FLOWS, "FLOWS", 6, 6, "right", 3, True,
+           lambda p: (-p.flows, p.stat.pid), lambda p: str(p.flows)),
+    Column(Col.SENT, "SENT", 9, 9, "right", 2, True,
+           lambda p: (-p.stat.bytes_sent, p.stat.pid), lambda p: format_bytes(p.stat.bytes_sent)),
+    Column(Col.RECV, "RECV", 9, 9, "right", 1, True,
+           lambda p: (-p.stat.bytes_recv, p.stat.pid), lambda p: format_bytes(p.stat.bytes_recv)),
+    Column(Col.RATE, "RATE", 11, 11, "right", 9, True,
+           lambda p: (-p.stat.rate_bps, p.stat.pid), lambda p: format_rate(p.stat.rate_bps)),
+)  # fmt: skip
+
+
+def columns_for(mode: Mode) -> tuple[Column[Any], ...]:
+    return FLOW_COLUMNS if mode is Mode.FLOWS else PROCESS_COLUMNS
+
+
+def effective_sort(state: UIState) -> Col:
+    """The sort column in force: a flow-only column falls back to RATE in the
+    process view (and comes back when switching to flows again)."""
+    ids = [c.id for c in columns_for(state.mode)]
+    return state.sort if state.sort in ids else Col.RATE
+
+
+def layout(columns: Sequence[Column[Any]], width: int) -> list[tuple[Column[Any], int]]:
+    """Pick the columns that fit in `width` (dropping low priorities first),
+    in their display order, with widths; spare room goes to flexible ones."""
+    chosen = list(columns)
+
+    def need(cols: Sequence[Column[Any]]) -> int:
+        return sum(c.width for c in cols) + max(len(cols) - 1, 0)
+
+    while len(chosen) > 1 and need(chosen) > width:
+        chosen.remove(min(chosen, key=lambda c: c.priority))
+    widths = {c.id: c.width for c in chosen}
+    spare = width - need(chosen)
+    for c in chosen:
+        if spare <= 0:
+            break
+        extra = min(spare, c.max_width - c.width)
+        widths[c.id] += extra
+        spare -= extra
+    if len(chosen) == 1:
+        widths[chosen[0].id] = min(widths[chosen[0].id], width)
+    return [(c, widths[c.id]) for c in chosen]
+
+
+def _matches(needle: str, haystacks: Sequence[str]) -> bool:
+    return any(needle in h for h in haystacks)
+
+
+def _flow_fields(f: FlowStat) -> tuple[str, ...]:
+    return (
+        sanitize(f.comm).lower(),
+        str(f.key.pid),
+        str(f.key.port),
+        (f.key.remote_ip or "").lower(),
+    )
+
+
+class View:
+    """Current snapshot plus a cache of the sorted, filtered row list."""
+
+    def __init__(self, settings: ViewSettings) -> None:
+        self.settings = settings
+        self.snapshot: Snapshot | None = None
+        self._generation = 0
+        self._process_rows: list[ProcessRow] = []
+        self._anomalies = 0
+        self._total_rate = 0.0
+        self._cache_key: tuple[Any, ...] | None = None
+        self._cache_rows: list[Any] = []
+
+    def set_snapshot(self, snap: Snapshot) -> None:
+        """Replace the data; per-snapshot totals are computed here, once."""
+        self.snapshot = snap
+        self._generation += 1
+        self._cache_key = None
+        flows_per_pid: dict[int, int] = {}
+        anomalous_pids: set[int] = set()
+        anomalies = 0
+        total = 0.0
+        for f in snap.flows:
+            flows_per_pid[f.key.pid] = flows_per_pid.get(f.key.pid, 0) + 1
+            total += f.rate_bps
+            if f.anomaly:
+                anomalies += 1
+                anomalous_pids.add(f.key.pid)
+        self._anomalies = anomalies
+        self._total_rate = total
+        self._process_rows = [
+            ProcessRow(p, flows_per_pid.get(p.pid, 0), p.pid in anomalous_pids)
+            for p in snap.processes
+        ]
+
+    # -- the cached list -------------------------------------------------
+
+    def rows(self, state: UIState) -> list[Any]:
+        """Sorted (natural order of the sort column) and filtered rows.
+
+        Recomputed only when the snapshot, mode, sort column, filter or
+        kernel toggle change; `reverse` is applied when slicing."""
+        sort = effective_sort(state)
+        key = (self._generation, state.mode, sort, state.filter_text, state.show_kernel)
+        if key == self._cache_key:
+            return self._cache_rows
+        needle = state.filter_text.lower()
+        rows: list[Any]
+        if self.snapshot is None:
+            rows = []
+        elif state.mode is Mode.FLOWS:
+            rows = [
+                f
+                for f in self.snapshot.flows
+                if (state.show_kernel or not f.kernel)
+                and (not needle or _matches(needle, _flow_fields(f)))
+            ]
+        else:
+            rows = [
+                p
+                for p in self._process_rows
+                if (state.show_kernel or not p.stat.kernel)
+                and (
+                    not needle or _matches(needle, (sanitize(p.stat.comm).lower(), str(p.stat.pid)))
+                )
+            ]
+        column = next(c for c in columns_for(state.mode) if c.id is sort)
+        rows.sort(key=column.sort_key)
+        self._cache_key = key
+        self._cache_rows = rows
+        return rows
+
+    def visible_rows(self, state: UIState, count: int) -> list[Any]:
+        rows = self.rows(state)
+        start = clamp_offset(state.offset, len(rows), count)
+        end = min(start + count, len(rows))
+        if state.reverse:
+            n = len(rows)
+            return [rows[n - 1 - i] for i in range(start, end)]
+        return rows[start:end]
+
+    @property
+    def anomalies(self) -> int:
+        return self._anomalies
+
+    @property
+    def total_rate(self) -> float:
+        return self._total_rate
+
+    # -- frames ----------------------------------------------------------
+
+    def frame(self, state: UIState, width: int, height: int) -> Frame:
+        if width <= 0 or height <= 0:
+            return Frame(max(width, 0), max(height, 0), ())
+        header = [self._protocol_line(width), self._status_line(state, width)]
+        footer, cursor_x = self._footer(state, width)
+        body_height = height - HEADER_LINES - FOOTER_LINES
+        if body_height < 0:
+            # Too short for a table: keep the footer (the alert) and what fits
+            # of the header.
+            lines = (*tuple(header[: height - 1]), footer)
+            cursor = (height - 1, cursor_x) if cursor_x is not None else None
+            return Frame(width, height, lines, cursor)
+        if state.help:
+            body = self._help_lines(width)[: body_height + 1]
+        else:
+            body = self._table(state, width, body_height)
+        lines = tuple(header) + tuple(body)
+        cursor = (len(lines), cursor_x) if cursor_x is not None else None
+        return Frame(width, height, (*lines, footer), cursor)
+
+    def page_size(self, height: int) -> int:
+        return max(height - HEADER_LINES - FOOTER_LINES, 1)
+
+    def _fit_line(self, segments: Sequence[Segment], width: int) -> Line:
+        """Cut a line of segments to `width` cells."""
+        out: list[Segment] = []
+        left = width
+        for seg in segments:
+            if left <= 0:
+                break
+            text = sanitize(seg.text, not self.settings.unicode)
+            w = display_width(text)
+            if w > left:
+                text = truncate(text, left, self._ellipsis)
+                w = display_width(text)
+            out.append(Segment(text, seg.role))
+            left -= w
+        return tuple(out)
+
+    @property
+    def _ellipsis(self) -> str:
+        return "…" if self.settings.unicode else "~"
+
+    def _protocol_line(self, width: int) -> Line:
+        snap = self.snapshot
+        if snap is None:
+            return self._fit_line([Segment("waiting for data...", Role.HEADER)], width)
+        names = [p for p in PROTOCOL_ORDER if p in snap.protocols]
+        names += sorted(p for p in snap.protocols if p not in PROTOCOL_ORDER)
+        text = "  ".join(f"{p} {format_bytes(snap.protocols[p])}" for p in names)
+        return self._fit_line([Segment(text or "no traffic yet", Role.HEADER)], width)
+
+    def _status_line(self, state: UIState, width: int) -> Line:
+        segs: list[Segment] = []
+        if state.paused:
+            segs.append(Segment("PAUSED  ", Role.BADGE))
+        if state.ended:
+            segs.append(Segment("end of replay  ", Role.BADGE))
+        snap = self.snapshot
+        s = self.settings
+        flows = len(snap.flows) if snap else 0
+        procs = len(snap.processes) if snap else 0
+        text = (
+            f"Rate {format_rate(self._total_rate)}  Flows {flows}  Procs {procs}"
+            f"  Interval {s.interval_s:g}s  Alpha {s.alpha:g}"
+        )
+        if snap is not None and snap.dropped:
+            text += f"  Dropped {snap.dropped}"
+        segs.append(Segment(text, Role.HEADER))
+        if state.filter_text:
+            shown = len(self.rows(state))
+            segs.append(Segment(f"  Filter '{state.filter_text}': {shown} shown", Role.BADGE))
+        return self._fit_line(segs, width)
+
+    def _table(self, state: UIState, width: int, count: int) -> list[Line]:
+        cols = layout(columns_for(state.mode), width)
+        sort = effective_sort(state)
+        titles: list[Segment] = []
+        for i, (col, w) in enumerate(cols):
+            sep = " " if i else ""
+            if col.id is sort:
+                down = col.descending != state.reverse
+                arrow = ("▼" if down else "▲") if self.settings.unicode else ("v" if down else "^")
+                title = col.title + arrow
+                role = Role.TITLE_SORTED
+            else:
+                title, role = col.title, Role.TITLE
+            titles.append(Segment(sep + fit(title, w, col.align, self._ellipsis), role))
+        lines: list[Line] = [self._pad(titles, width, Role.TITLE)]
+        ascii_only = not self.settings.unicode
+        for row in self.visible_rows(state, count):
+            if row.anomaly:
+                role = Role.ANOMALY
+            elif row.kernel if isinstance(row, FlowStat) else row.stat.kernel:
+                role = Role.KERNEL
+            else:
+                role = Role.NORMAL
+            cells = [
+                (" " if i else "")
+                + fit(sanitize(col.text(row), ascii_only), w, col.align, self._ellipsis)
+                for i, (col, w) in enumerate(cols)
+            ]
+            lines.append(self._pad([Segment("".join(cells), role)], width, role))
+        return lines
+
+    def _pad(self, segs: list[Segment], width: int, role: Role) -> Line:
+        """Fill the line to the full width so highlighted rows form a bar."""
+        line = self._fit_line(segs, width)
+        used = sum(display_width(s.text) for s in line)
+        if used < width:
+            line = (*line, Segment(" " * (width - used), role))
+        return line
+
+    def alert_text(self) -> tuple[str, Role]:
+        n = self._anomalies
+        u = self.settings.unicode
+        if n == 0:
+            return ("✓ No anomalies detected" if u else "OK: No anomalies detected"), Role.OK
+        noun = "flow" if n == 1 else "flows"
+        text = f"ALERT: {n} {noun} above {format_rate(self.settings.threshold_bps)}"
+        return ("⚠️ " + text if u else "!! " + text), Role.ALERT
+
+    def _footer(self, state: UIState, width: int) -> tuple[Line, int | None]:
+        # Never touch the last column: writing the bottom-right cell can
+        # scroll some terminals, and emoji widths differ between terminals.
+        usable = max(width - (2 if self.settings.unicode else 1), 1)
+        if state.editing:
+            prompt = "Filter: "
+            text = sanitize(state.draft, not self.settings.unicode)
+            hint = "   Enter apply, Esc clear"
+            line = self._fit_line(
+                [
+                    Segment(prompt, Role.INPUT),
+                    Segment(text, Role.INPUT),
+                    Segment(hint, Role.FOOTER),
+                ],
+                usable,
+            )
+            cursor_x = min(display_width(prompt) + display_width(text), usable)
+            return line, cursor_x
+        alert, role = self.alert_text()
+        hints = "  h help  q quit  s/</> sort  r reverse  / filter  g procs  k kernel  p pause"
+        if state.mode is Mode.PROCESSES:
+            hints = hints.replace("g procs", "g flows")
+        return self._fit_line([Segment(alert, role), Segment(hints, Role.FOOTER)], usable), None
+
+    def _help_lines(self, width: int) -> list[Line]:
+        return [self._fit_line([Segment(text, Role.HELP)], width) for text in HELP_TEXT]
+
+
+HELP_TEXT = (
+    "Keys (any key closes this help)",
+    "  q            quit",
+    "  Up/Down      scroll one row",
+    "  PgUp/PgDn    scroll one page",
+    "  Home/End     first / last row",
+    "  s  >         next sort column",
+    "  <            previous sort column",
+    "  r            reverse the sort order",
+    "  p            pause the display (capture continues)",
+    "  /            filter by name, PID, port or IP; Enter applies",
+    "  Esc          clear the filter",
+    "  k            show / hide kernel threads",
+    "  g            switch between flows and processes",
+    "  h  ?         this help",
+)
+
+
+def clamp_offset(offset: int, total: int, page: int) -> int:
+    return max(0, min(offset, total - page))
+
+
+def _next_sort(state: UIState, step: int) -> UIState:
+    ids = [c.id for c in columns_for(state.mode)]
+    current = ids.index(effective_sort(state))
+    return replace(state, sort=ids[(current + step) % len(ids)], reverse=False, offset=0)
+
+
+def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
+    """The state after one key. `key` is a printable character or one of
+    UP DOWN PGUP PGDN HOME END ENTER ESC BACKSPACE RESIZE; `total` is the
+    number of rows in the current list and `page` the rows on screen."""
+    if state.help:
+        return replace(state, help=False, quit=key == "q")
+    if state.editing:
+        if key == "ENTER":
+            return replace(state, editing=False, filter_text=state.draft, offset=0)
+        if key == "ESC":
+            return replace(state, editing=False, draft="", filter_text="", offset=0)
+        if key == "BACKSPACE":
+            return replace(state, draft=state.draft[:-1])
+        if len(key) == 1 and key.isprintable() and len(state.draft) < MAX_FILTER_LEN:
+            return replace(state, draft=state.draft + key)
+        return state
+    scroll = {
+        "UP": state.offset - 1,
+        "DOWN": state.offset + 1,
+        "PGUP": state.offset - page,
+        "PGDN": state.offset + page,
+        "HOME": 0,
+        "END": total,
+    }
+    if key in scroll:
+        return replace(state, offset=clamp_offset(scroll[key], total, page))
+    if key == "q":
+        return replace(state, quit=True)
+    if key in ("s", ">"):
+        return _next_sort(state, 1)
+    if key == "<":
+        return _next_sort(state, -1)
+    if key == "r":
+        return replace(state, reverse=not state.reverse, offset=0)
+    if key == "p":
+        return replace(state, paused=not state.paused)
+    if key == "/":
+        return replace(state, editing=True, draft=state.filter_text)
+    if key == "ESC":
+        return replace(state, filter_text="", draft="", offset=0)
+    if key == "k":
+        return replace(state, show_kernel=not state.show_kernel, offset=0)
+    if key == "g":
+        mode = Mode.PROCESSES if state.mode is Mode.FLOWS else Mode.FLOWS
+        return replace(state, mode=mode, offset=0)
+    if key in ("h", "?"):
+        return replace(state, help=True)
+    return state
