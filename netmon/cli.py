@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from netmon.config import Config, parse_args
@@ -60,22 +61,34 @@ def _print_bpf(config: Config) -> int:
     return 0
 
 
-def _setup_logging(config: Config) -> None:
-    log.handlers.clear()
-    log.propagate = False
+@contextlib.contextmanager
+def _logging(config: Config) -> Iterator[None]:
+    """Send the "netmon" loggers to --log-file, else to stderr with --json, else
+    nowhere (stderr would scribble over the UI); undone on exit."""
     if config.log_file is not None:
         try:
             handler: logging.Handler = logging.FileHandler(config.log_file)
         except OSError as exc:
             raise NetmonError(f"cannot open log file {config.log_file}: {exc.strerror}") from None
-        log.setLevel(logging.INFO)
+        level = logging.INFO
     elif config.json:
         handler = logging.StreamHandler(sys.stderr)
-        log.setLevel(logging.WARNING)
+        level = logging.WARNING
     else:
-        handler = logging.NullHandler()  # stderr would scribble over the UI
+        handler = logging.NullHandler()
+        level = logging.WARNING
     handler.setFormatter(logging.Formatter("%(asctime)s netmon: %(levelname)s: %(message)s"))
+    saved = (log.level, log.propagate)
     log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def _run_json(
@@ -129,19 +142,20 @@ def _run_live(
 
         recorder = Recorder.open(config.record)  # fail on a bad path before loading BPF
     try:
-        source = source_factory(probes=config.probes, max_flows=config.max_flows)
-        for warning in source.warnings:
-            print(f"netmon: warning: {warning}", file=sys.stderr)
-            log.warning("%s", warning)
-        log.info("capturing with %s probes", source.mode)
         engine = MetricsEngine(
             config.alpha,
             config.threshold_bps,
             config.interval_s,
             show_kernel=config.show_kernel,
         )
+        source = source_factory(probes=config.probes, max_flows=config.max_flows)
         feed = LiveFeed(source, engine, config.interval_s, clock)
         try:
+            for warning in source.warnings:
+                print(f"netmon: warning: {warning}", file=sys.stderr)
+                if config.log_file is not None:
+                    log.warning("%s", warning)
+            log.info("capturing with %s probes", source.mode)
             if config.json:
                 return _run_json(config, feed, clock, stop)
             from netmon.ui.app import run_ui
@@ -174,12 +188,15 @@ def main(
     try:
         if config.print_bpf:
             return _print_bpf(config)
-        _setup_logging(config)
-        if config.replay is not None:
-            return _run_replay(config, clock, stop)
-        return _run_live(config, source_factory or _open_live_source, clock, stop)
+        with _logging(config):
+            try:
+                if config.replay is not None:
+                    return _run_replay(config, clock, stop)
+                return _run_live(config, source_factory or _open_live_source, clock, stop)
+            except NetmonError:
+                log.info("exiting on error", exc_info=True)  # details for --log-file
+                raise
     except NetmonError as exc:
-        log.debug("exiting on error", exc_info=True)
         message = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
         print(f"netmon: {message}", file=sys.stderr)
         return exc.exit_code
