@@ -1,0 +1,123 @@
+"""Read struct member offsets of the running kernel from its BTF.
+
+BCC compiles against whatever headers are installed, which may belong to a
+different kernel version (fields past `struct sock_common` move between
+releases). Offsets we need beyond the stable prefix are taken from
+/sys/kernel/btf/vmlinux and handed to the BPF program as constants.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+_KIND_INT, _KIND_PTR, _KIND_ARRAY, _KIND_STRUCT, _KIND_UNION, _KIND_ENUM = 1, 2, 3, 4, 5, 6
+_KIND_FWD, _KIND_TYPEDEF, _KIND_VOLATILE, _KIND_CONST, _KIND_RESTRICT = 7, 8, 9, 10, 11
+_KIND_FUNC, _KIND_FUNC_PROTO, _KIND_VAR, _KIND_DATASEC, _KIND_FLOAT = 12, 13, 14, 15, 16
+_KIND_DECL_TAG, _KIND_TYPE_TAG, _KIND_ENUM64 = 17, 18, 19
+
+# Bytes that follow the common 12-byte type header, per member (vlen) or fixed.
+_PER_MEMBER = {_KIND_STRUCT: 12, _KIND_UNION: 12, _KIND_ENUM: 8, _KIND_FUNC_PROTO: 8,
+               _KIND_DATASEC: 12, _KIND_ENUM64: 12}
+_FIXED = {_KIND_INT: 4, _KIND_ARRAY: 12, _KIND_VAR: 4, _KIND_DECL_TAG: 4}
+
+
+class BtfError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    type_id: int
+    bit_offset: int
+    bitfield_size: int  # 0 when not a bitfield
+
+
+class Btf:
+    """The struct/union part of a BTF blob, indexed by name."""
+
+    def __init__(self, data: bytes) -> None:
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != 0xEB9F:
+            raise BtfError("not a little-endian BTF blob")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        types = data[hdr_len + type_off : hdr_len + type_off + type_len]
+        self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
+        # type id -> (kind, size_or_type, members)
+        self._types: dict[int, tuple[int, int, list[Member]]] = {}
+        self._by_name: dict[str, int] = {}
+        pos, type_id = 0, 1
+        while pos < len(types):
+            name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
+            pos += 12
+            kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
+            members: list[Member] = []
+            if kind in (_KIND_STRUCT, _KIND_UNION):
+                for _ in range(vlen):
+                    m_name, m_type, m_off = struct.unpack_from("<III", types, pos)
+                    pos += 12
+                    bits = (m_off >> 24) if kind_flag else 0
+                    bit_offset = (m_off & 0xFFFFFF) if kind_flag else m_off
+                    members.append(Member(self._str(m_name), m_type, bit_offset, bits))
+                name = self._str(name_off)
+                if name and name not in self._by_name:
+                    self._by_name[name] = type_id
+            else:
+                pos += _PER_MEMBER.get(kind, 0) * vlen + _FIXED.get(kind, 0)
+            self._types[type_id] = (kind, size_or_type, members)
+            type_id += 1
+
+    def _str(self, offset: int) -> str:
+        end = self._strings.index(b"\0", offset)
+        return self._strings[offset:end].decode()
+
+    def _resolve(self, type_id: int) -> int:
+        """Skip typedefs and qualifiers."""
+        while self._types[type_id][0] in (_KIND_TYPEDEF, _KIND_VOLATILE, _KIND_CONST,
+                                          _KIND_RESTRICT, _KIND_TYPE_TAG):
+            type_id = self._types[type_id][1]
+        return type_id
+
+    def _find(self, type_id: int, name: str) -> tuple[int, Member] | None:
+        """Find `name` in a struct, descending into anonymous members."""
+        for member in self._types[self._resolve(type_id)][2]:
+            if member.name == name:
+                return member.bit_offset, member
+            if not member.name:
+                inner = self._find(member.type_id, name)
+                if inner is not None:
+                    return member.bit_offset + inner[0], inner[1]
+        return None
+
+    def member(self, struct_name: str, path: str) -> tuple[int, Member]:
+        """Bit offset of `path` ("a.b.c") inside `struct struct_name`."""
+        if struct_name not in self._by_name:
+            raise BtfError(f"struct {struct_name} not in kernel BTF")
+        type_id, total, member = self._by_name[struct_name], 0, None
+        for part in path.split("."):
+            found = self._find(type_id, part)
+            if found is None:
+                raise BtfError(f"{struct_name}.{path} not in kernel BTF")
+            bit_offset, member = found
+            total += bit_offset
+            type_id = member.type_id
+        assert member is not None
+        return total, member
+
+    def offset(self, struct_name: str, path: str) -> int:
+        """Byte offset of a non-bitfield member."""
+        bit_offset, member = self.member(struct_name, path)
+        if member.bitfield_size or bit_offset % 8:
+            raise BtfError(f"{struct_name}.{path} is a bitfield")
+        return bit_offset // 8
+
+
+def load_vmlinux_btf(path: Path = VMLINUX_BTF) -> Btf:
+    try:
+        return Btf(path.read_bytes())
+    except OSError as exc:
+        raise BtfError(f"cannot read {path}: {exc.strerror}") from None

@@ -1,0 +1,327 @@
+"""The live source: compiles bpf/netmon.bpf.c with BCC, attaches it and reads
+its maps. The only module that imports bcc."""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import logging
+import platform
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from netmon.abi import Abi, bpf_dir, load_abi
+from netmon.errors import (
+    BccMissing,
+    KernelHeadersMissing,
+    PermissionDenied,
+    ProbeError,
+    TracefsUnavailable,
+)
+from netmon.model import FlowCounters, FlowKey, ProcessCounters, RawSample
+from netmon.sources.btf import BtfError, load_vmlinux_btf
+from netmon.sources.socket_tables import server_ports
+
+log = logging.getLogger(__name__)
+
+TRACEFS = Path("/sys/kernel/tracing")
+PROBE_MODES = ("auto", "socket", "syscalls")
+
+# What each probe mode cannot see; netmon warns about it at start.
+BLIND_SPOTS = {
+    "socket": [
+        "TCP_ZEROCOPY_RECEIVE (mmap'ed TCP receive) is not counted",
+        "splice from a TCP socket submitted through io_uring is not counted",
+    ],
+    "syscalls": [
+        "io_uring traffic is not visible in syscalls mode",
+        "TCP_ZEROCOPY_RECEIVE (mmap'ed TCP receive) is not counted",
+        "preadv2/pwritev2 on sockets are not counted in syscalls mode",
+    ],
+}
+
+# Kernel fields whose offsets differ between versions: macro -> (struct, member).
+_BTF_OFFSETS = {
+    "OFF_TASK_FLAGS": ("task_struct", "flags"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
+    "OFF_FDT_FD": ("fdtable", "fd"),
+    "OFF_FILE_INODE": ("file", "f_inode"),
+    "OFF_FILE_PRIVATE_DATA": ("file", "private_data"),
+    "OFF_INODE_MODE": ("inode", "i_mode"),
+    "OFF_SOCKET_SK": ("socket", "sk"),
+    "OFF_SK_TYPE": ("sock", "sk_type"),
+    "OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
+    "OFF_SK_USERLOCKS": ("sock", "sk_userlocks"),
+}
+
+_CAP_PERFMON, _CAP_BPF, _CAP_SYS_ADMIN = 38, 39, 21
+
+
+def _effective_caps() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges() -> None:
+    caps = _effective_caps()
+    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
+    if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON)):
+        return
+    raise PermissionDenied(
+        "netmon needs root (or CAP_BPF and CAP_PERFMON) to load its probes: run it with sudo"
+    )
+
+
+def ensure_tracefs() -> None:
+    """BCC finds tracepoints through tracefs; mount it if it is missing."""
+    if (TRACEFS / "events").is_dir():
+        return
+    try:
+        subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
+                       check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise TracefsUnavailable(
+            f"tracefs is not mounted at {TRACEFS} and mounting it failed ({exc}); "
+            "mount it with: mount -t tracefs tracefs /sys/kernel/tracing"
+        ) from None
+    if not (TRACEFS / "events").is_dir():
+        raise TracefsUnavailable(f"tracefs at {TRACEFS} has no events directory")
+
+
+def check_headers() -> None:
+    release = platform.release()
+    build = Path("/lib/modules") / release / "build"
+    if not (build / "include").is_dir():
+        raise KernelHeadersMissing(
+            f"kernel headers for {release} not found at {build}: install them with "
+            f"'apt-get install linux-headers-{release}' (or run 'make install')"
+        )
+
+
+def import_bcc() -> Any:
+    try:
+        import bcc  # type: ignore[import-not-found]
+    except ImportError:
+        raise BccMissing(
+            "the bcc Python module is missing: install it with 'apt-get install python3-bpfcc' "
+            "and run netmon with /usr/bin/python3 or a venv made with --system-site-packages"
+        ) from None
+    if not hasattr(bcc, "BPF"):
+        raise BccMissing(
+            "the 'bcc' module found is not BCC (is the unrelated PyPI package 'bcc' installed?): "
+            "pip uninstall bcc; apt-get install python3-bpfcc"
+        )
+    return bcc
+
+
+def program_cflags(mode: str, max_flows: int) -> list[str]:
+    """Compiler flags carrying the settings and the running kernel's offsets."""
+    try:
+        btf = load_vmlinux_btf()
+        offsets = {macro: btf.offset(s, m) for macro, (s, m) in _BTF_OFFSETS.items()}
+    except BtfError as exc:
+        raise ProbeError(f"cannot read kernel struct offsets from BTF: {exc}") from None
+    flags = [f"-I{bpf_dir()}", f"-DNETMON_MAX_FLOWS={max_flows}"]
+    flags.append("-DNETMON_MODE_SOCKET=1" if mode == "socket" else "-DNETMON_MODE_SYSCALLS=1")
+    flags += [f"-D{macro}={value}" for macro, value in offsets.items()]
+    return flags
+
+
+def render_program(max_flows: int, probes: str) -> str:
+    """The C program with its settings, as it would be compiled (no root needed)."""
+    mode = "socket" if probes == "auto" else probes
+    flags = program_cflags(mode, max_flows)
+    source = (bpf_dir() / "netmon.bpf.c").read_text()
+    header = (bpf_dir() / "netmon.h").read_text()
+    defines = "\n".join(
+        "#define " + flag[2:].replace("=", " ", 1) for flag in flags if flag.startswith("-D")
+    )
+    return f"/* compiled with: {' '.join(flags)} */\n{defines}\n{header}\n{source}"
+
+
+def _resolve_mode(bcc: Any, probes: str) -> str:
+    has_socket_tps = all(
+        bcc.BPF.tracepoint_exists("sock", name) for name in ("sock_send_length", "sock_recv_length")
+    )
+    if probes == "auto":
+        return "socket" if has_socket_tps else "syscalls"
+    if probes == "socket" and not has_socket_tps:
+        raise ProbeError("this kernel has no sock:sock_send_length tracepoint: use --probes syscalls")
+    return probes
+
+
+def _format_ip(family: str, raw: bytes) -> str | None:
+    if family == "IPv4":
+        raw = raw[:4]
+    elif family != "IPv6":
+        return None
+    if not any(raw):
+        return None
+    return str(ipaddress.ip_address(raw))
+
+
+def _scalar(value: Any) -> int:
+    """BCC hands out plain ints from batch reads and ctypes scalars elsewhere."""
+    return int(getattr(value, "value", value))
+
+
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class LiveSource:
+    """Probes attached to the running kernel. Use `LiveSource.open(...)`."""
+
+    def __init__(self, bpf: Any, mode: str, abi: Abi) -> None:
+        self._bpf = bpf
+        self.mode = mode
+        self.warnings = list(BLIND_SPOTS[mode])
+        self._abi = abi
+        self._traffic = bpf["traffic_map"]
+        self._pids = bpf["pid_stats"]
+        self._protocols = bpf["protocol_totals"]
+        self._anomaly = bpf["anomaly_map"]
+        self._counters = bpf["counters"]
+        self._raw_keys: dict[FlowKey, Any] = {}
+        self._batch = True
+        self._closed = False
+
+    @classmethod
+    def open(cls, probes: str = "auto", max_flows: int | None = None) -> LiveSource:
+        if probes not in PROBE_MODES:
+            raise ProbeError(f"unknown probe mode {probes!r} (choose from {', '.join(PROBE_MODES)})")
+        check_privileges()
+        bcc = import_bcc()
+        ensure_tracefs()
+        check_headers()
+        abi = load_abi()
+        mode = _resolve_mode(bcc, probes)
+        flags = program_cflags(mode, max_flows or abi.values["MAX_FLOWS"])
+        try:
+            bpf = bcc.BPF(src_file=str(bpf_dir() / "netmon.bpf.c"), cflags=flags)
+        except Exception as exc:  # BCC raises bare Exception for compile/load/attach failures
+            raise ProbeError(f"loading the BPF program failed: {exc}") from None
+        source = cls(bpf, mode, abi)
+        try:
+            source._seed_maps()
+        except Exception:
+            source.close()
+            raise
+        return source
+
+    def _seed_maps(self) -> None:
+        """Pre-create protocol totals and mark the server ports that existed
+        before netmon started."""
+        for proto_id in self._abi.names["PROTO"]:
+            self._protocols[self._protocols.Key(proto_id)] = self._protocols.Leaf(0)
+        ports = self._bpf["listen_ports"]
+        proto_ids = {name: pid for pid, name in self._abi.names["PROTO"].items()}
+        for protocol, port in server_ports():
+            key = ports.Key(port=port, protocol=proto_ids[protocol])
+            ports[key] = ports.Leaf(1)
+
+    def _items(self, table: Any) -> Iterator[tuple[Any, Any]]:
+        if self._batch:
+            try:
+                return iter(list(table.items_lookup_batch()))
+            except Exception as exc:  # older kernels: batch ops unsupported on this map type
+                log.info("batch map reads unavailable (%s); using per-key reads", exc)
+                self._batch = False
+        return iter(list(table.items()))
+
+    def read(self) -> RawSample:
+        names = self._abi.names
+        monotonic_ns = time.monotonic_ns()
+        wall = time.time()
+        flows: dict[FlowKey, FlowCounters] = {}
+        raw_keys: dict[FlowKey, Any] = {}
+        kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
+        for raw_key, st in self._items(self._traffic):
+            family = names["FAMILY"].get(raw_key.family, "unknown")
+            key = FlowKey(
+                pid=raw_key.pid,
+                protocol=self._abi.name("PROTO", raw_key.protocol),
+                family=family,
+                port=raw_key.port,
+                remote_ip=_format_ip(family, bytes(raw_key.remote_ip)),
+                role=self._abi.name("ROLE", raw_key.role),
+            )
+            flows[key] = FlowCounters(
+                bytes_sent=st.bytes_sent,
+                bytes_recv=st.bytes_recv,
+                packets_sent=st.packets_sent,
+                packets_recv=st.packets_recv,
+                last_update_ns=st.last_update_ns,
+                comm=_comm(bytes(st.comm)),
+                kernel=bool(st.flags & kernel_flag),
+            )
+            raw_keys[key] = raw_key
+        self._raw_keys = raw_keys
+        processes = {
+            _scalar(raw_pid): ProcessCounters(
+                pid=_scalar(raw_pid),
+                comm=_comm(bytes(st.comm)),
+                bytes_sent=st.bytes_sent,
+                bytes_recv=st.bytes_recv,
+                packets_sent=st.packets_sent,
+                packets_recv=st.packets_recv,
+                kernel=bool(st.flags & kernel_flag),
+            )
+            for raw_pid, st in self._items(self._pids)
+        }
+        protocols = {
+            self._abi.name("PROTO", _scalar(k)): _scalar(v) for k, v in self._protocols.items()
+        }
+        return RawSample(
+            monotonic_ns=monotonic_ns,
+            wall_time=wall,
+            flows=flows,
+            processes=processes,
+            protocols=protocols,
+            dropped=self._dropped(len(flows)),
+        )
+
+    def _counter(self, name: str) -> int:
+        return _scalar(self._counters[ctypes.c_int(self._abi.values[name])])
+
+    def _dropped(self, flows_present: int) -> int:
+        """Failed inserts plus flows the LRU map evicted to make room."""
+        created = self._counter("COUNTER_FLOWS_CREATED")
+        evicted = max(0, created - flows_present)
+        return self._counter("COUNTER_FLOW_DROPS") + evicted
+
+    def publish_rates(self, rates: Mapping[FlowKey, float]) -> None:
+        """Write the smoothed rates into anomaly_map (bytes/s)."""
+        pairs = [(self._raw_keys[k], int(r)) for k, r in rates.items() if k in self._raw_keys]
+        if not pairs:
+            return
+        table = self._anomaly
+        keys = (table.Key * len(pairs))(*(k for k, _ in pairs))
+        values = (table.Leaf * len(pairs))(*(v for _, v in pairs))
+        try:
+            table.items_update_batch(keys, values)
+        except Exception:
+            for key, value in zip(keys, values):
+                table[key] = value
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._bpf.cleanup()
+
+    def __enter__(self) -> LiveSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["LiveSource", "render_program", "PROBE_MODES", "BLIND_SPOTS"]
