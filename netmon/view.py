@@ -9,9 +9,11 @@ the number of flows. Keys are applied to the immutable `UIState` by
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from netmon.model import FlowStat, ProcessStat, Snapshot
@@ -136,6 +138,18 @@ def _port(f: FlowStat) -> str:
     return f"{f.key.port}{suffix}"
 
 
+@lru_cache(maxsize=65536)
+def _ip_key(ip: str | None) -> tuple[int, int, str]:
+    """Addresses in numeric order, IPv4 before IPv6, none first."""
+    if ip is None:
+        return (0, 0, "")
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return (7, 0, ip)
+    return (addr.version, int(addr), "")
+
+
 def _flow_tie(f: FlowStat) -> tuple[int, str, int, str]:
     return (f.key.pid, f.key.protocol, f.key.port, f.key.remote_ip or "")
 
@@ -143,14 +157,14 @@ def _flow_tie(f: FlowStat) -> tuple[int, str, int, str]:
 FLOW_COLUMNS: tuple[Column[FlowStat], ...] = (
     Column(Col.PID, "PID", 7, 7, "right", 8, False,
            lambda f: _flow_tie(f), lambda f: str(f.key.pid)),
-    Column(Col.NAME, "PROCESS", 8, 16, "left", 7, False,
+    Column(Col.NAME, "PROCESS", 8, 20, "left", 7, False,
            lambda f: (f.comm.lower(), _flow_tie(f)), lambda f: _name(f.comm, f.kernel)),
     Column(Col.PROTO, "PROTO", 6, 6, "left", 3, False,
            lambda f: (f.key.protocol, _flow_tie(f)), lambda f: f.key.protocol),
     Column(Col.PORT, "PORT", 7, 7, "right", 5, False,
            lambda f: (f.key.port, f.key.role, _flow_tie(f)), _port),
     Column(Col.REMOTE, "REMOTE", 15, 39, "left", 4, False,
-           lambda f: (f.key.remote_ip or "", _flow_tie(f)), lambda f: f.key.remote_ip or "-"),
+           lambda f: (_ip_key(f.key.remote_ip), _flow_tie(f)), lambda f: f.key.remote_ip or "-"),
     Column(Col.SENT, "SENT", 9, 9, "right", 2, True,
            lambda f: (-f.bytes_sent, _flow_tie(f)), lambda f: format_bytes(f.bytes_sent)),
     Column(Col.RECV, "RECV", 9, 9, "right", 1, True,
@@ -330,6 +344,7 @@ class View:
             body = self._help_lines(width)[: body_height + 1]
         else:
             body = self._table(state, width, body_height)
+        body += [()] * (body_height + 1 - len(body))  # the footer stays at the bottom
         lines = tuple(header) + tuple(body)
         cursor = (len(lines), cursor_x) if cursor_x is not None else None
         return Frame(width, height, (*lines, footer), cursor)

@@ -141,11 +141,13 @@ def run_ui(
     recorder: SnapshotSink | None = None,
     *,
     session: Callable[[], contextlib.AbstractContextManager[Screen]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Show the curses UI until q, Ctrl-C, SIGTERM or SIGHUP; returns 0.
 
     Snapshots go to `recorder` as they arrive, paused or not. The feed and
-    the recorder are closed on the way out."""
+    the recorder are closed on the way out. `session` (the curses session by
+    default) and `clock` are replaceable for tests."""
     if session is None:
         from netmon.ui.curses_ui import curses_session
 
@@ -159,7 +161,8 @@ def run_ui(
                     threshold_bps=config.threshold_bps,
                     unicode=screen.unicode,
                 )
-                run_loop(screen, feed, settings, UIState(show_kernel=config.show_kernel), recorder)
+                state = UIState(show_kernel=config.show_kernel)
+                run_loop(screen, feed, settings, state, recorder, clock)
         except (KeyboardInterrupt, SignalExit):
             pass  # the terminal is already restored: a normal, clean exit
         finally:

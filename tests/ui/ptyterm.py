@@ -6,6 +6,7 @@ predicate on the screen holds, with a timeout; nothing sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -179,10 +180,8 @@ class Terminal:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(5)
         for fd in (self.master, self.slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> Terminal:
         return self

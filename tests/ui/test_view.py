@@ -1,0 +1,473 @@
+"""The pure view: header, sorting, filtering, scrolling, modes, footer, keys."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from netmon.model import Snapshot
+from netmon.ui.text import display_width
+from netmon.view import (
+    FLOW_COLUMNS,
+    HEADER_LINES,
+    HELP_TEXT,
+    PROCESS_COLUMNS,
+    Col,
+    Frame,
+    Mode,
+    Role,
+    UIState,
+    View,
+    ViewSettings,
+    apply_key,
+    layout,
+)
+
+from .builders import MB, THRESHOLD, flow, snapshot
+
+SETTINGS = ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=THRESHOLD)
+ASCII = replace(SETTINGS, unicode=False)
+
+
+def make_view(snap: Snapshot, settings: ViewSettings = SETTINGS) -> View:
+    view = View(settings)
+    view.set_snapshot(snap)
+    return view
+
+
+def text_lines(frame: Frame) -> list[str]:
+    return ["".join(seg.text for seg in line) for line in frame.lines]
+
+
+def table_pids(view: View, state: UIState, width: int = 120, height: int = 40) -> list[int]:
+    lines = text_lines(view.frame(state, width, height))[HEADER_LINES:-1]
+    return [int(line.split()[0]) for line in lines if line.strip()]
+
+
+def sample() -> Snapshot:
+    return snapshot(
+        [
+            flow(10, "nginx", rate=2 * MB, port=443, role="server", remote_ip="198.51.100.7",
+                 sent=5000, recv=100),
+            flow(20, "curl", rate=30 * MB, port=443, role="client", remote_ip="203.0.113.9",
+                 sent=100, recv=9000),
+            flow(30, "dnsmasq", rate=512.0, protocol="UDP", port=53, role="server",
+                 remote_ip="192.0.2.53", sent=300, recv=200),
+            flow(40, "ping", rate=64.0, protocol="ICMP", port=0, remote_ip="2001:db8::1",
+                 sent=64, recv=64),
+            flow(5, "kworker/0:1", rate=1 * MB, port=8080, role="server", kernel=True,
+                 sent=1, recv=1),
+        ],
+        protocols={"UDP": 34 * MB, "TCP": int(1.2 * 1024 * MB), "ICMP": 12 * 1024},
+    )  # fmt: skip
+
+
+# -- header ---------------------------------------------------------------
+
+
+def test_header_shows_protocol_totals_in_a_fixed_order() -> None:
+    lines = text_lines(make_view(sample()).frame(UIState(), 120, 30))
+    assert lines[0].startswith("TCP 1.2 GB  UDP 34.0 MB  ICMP 12.0 KB")
+
+
+def test_status_line_has_total_rate_counts_interval_and_alpha() -> None:
+    snap = snapshot([flow(1, rate=1 * MB), flow(2, rate=2 * MB)], dropped=7)
+    view = make_view(snap, replace(SETTINGS, interval_s=0.5, alpha=0.25))
+    status = text_lines(view.frame(UIState(), 120, 30))[1]
+    assert "Rate 3.0 MB/s" in status
+    assert "Flows 2" in status
+    assert "Procs 2" in status
+    assert "Interval 0.5s" in status
+    assert "Alpha 0.25" in status
+    assert "Dropped 7" in status
+
+
+def test_status_badges() -> None:
+    view = make_view(sample())
+    status = text_lines(view.frame(UIState(paused=True, ended=True), 120, 30))[1]
+    assert status.startswith("PAUSED")
+    assert "end of replay" in status
+    assert "PAUSED" not in text_lines(view.frame(UIState(), 120, 30))[1]
+
+
+def test_no_snapshot_yet_does_not_crash() -> None:
+    view = View(SETTINGS)
+    lines = text_lines(view.frame(UIState(), 80, 24))
+    assert "waiting" in lines[0]
+
+
+# -- table ------------------------------------------------------------------
+
+
+def test_default_sort_is_rate_descending_without_kernel_threads() -> None:
+    assert table_pids(make_view(sample()), UIState()) == [20, 10, 30, 40]
+
+
+def test_kernel_threads_are_shown_on_request_in_brackets() -> None:
+    view = make_view(sample())
+    state = UIState(show_kernel=True)
+    assert table_pids(view, state) == [20, 10, 5, 30, 40]
+    row = next(line for line in view.frame(state, 120, 30).lines if "kworker" in line[0].text)
+    assert "[kworker/0:1]" in row[0].text
+    assert row[0].role is Role.KERNEL
+
+
+def test_cells_show_port_role_ip_and_sizes() -> None:
+    lines = text_lines(make_view(sample()).frame(UIState(), 120, 30))
+    by_pid = {int(line.split()[0]): line.split() for line in lines[HEADER_LINES:-1] if line}
+    assert by_pid[10][:5] == ["10", "nginx", "TCP", "443/s", "198.51.100.7"]
+    assert by_pid[10][5:] == ["4.9", "KB", "100", "B", "2.0", "MB/s"]
+    assert by_pid[20][3] == "443/c"
+    assert by_pid[30][2:4] == ["UDP", "53/s"]
+    assert by_pid[40][3:5] == ["-", "2001:db8::1"]
+
+
+def test_title_marks_the_sort_column_and_direction() -> None:
+    view = make_view(sample())
+    title = text_lines(view.frame(UIState(), 120, 30))[2]
+    assert "RATE▼" in title
+    title = text_lines(view.frame(UIState(sort=Col.PID, reverse=True), 120, 30))[2]
+    assert "PID▼" in title
+    assert "RATE▼" not in title
+    ascii_title = text_lines(make_view(sample(), ASCII).frame(UIState(), 120, 30))[2]
+    assert "RATEv" in ascii_title
+
+
+@pytest.mark.parametrize(
+    ("col", "expected"),
+    [
+        (Col.PID, [10, 20, 30, 40]),
+        (Col.NAME, [20, 30, 10, 40]),  # curl, dnsmasq, nginx, ping
+        (Col.PROTO, [40, 10, 20, 30]),  # ICMP, TCP, TCP, UDP
+        (Col.PORT, [40, 30, 20, 10]),  # 0, 53, 443 client, 443 server
+        (Col.REMOTE, [30, 10, 20, 40]),  # numeric, IPv4 before IPv6
+        (Col.SENT, [10, 30, 20, 40]),
+        (Col.RECV, [20, 30, 10, 40]),
+        (Col.RATE, [20, 10, 30, 40]),
+    ],
+)
+def test_every_column_sorts(col: Col, expected: list[int]) -> None:
+    view = make_view(sample())
+    assert table_pids(view, UIState(sort=col)) == expected
+    assert table_pids(view, UIState(sort=col, reverse=True)) == expected[::-1]
+
+
+def test_anomalous_rows_have_the_anomaly_role() -> None:
+    frame = make_view(sample()).frame(UIState(), 120, 30)
+    roles = {
+        int(line[0].text.split()[0]): {seg.role for seg in line}
+        for line in frame.lines[HEADER_LINES:-1]
+        if line
+    }
+    assert roles[20] == {Role.ANOMALY}
+    assert roles[10] == {Role.NORMAL}
+
+
+def test_rows_fill_the_width_so_highlighted_rows_form_a_bar() -> None:
+    frame = make_view(sample()).frame(UIState(), 97, 30)
+    table = frame.lines[HEADER_LINES - 1 : HEADER_LINES + 4]
+    assert all(table)
+    for line in table:
+        assert sum(display_width(s.text) for s in line) == 97
+    assert frame.lines[HEADER_LINES + 4 : -1] == ((),) * (30 - HEADER_LINES - 5)
+
+
+# -- filtering --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("needle", "expected"),
+    [
+        ("NGINX", [10]),  # name, case-insensitive
+        ("30", [30]),  # pid
+        ("53", [30]),  # port
+        ("203.0.113", [20]),  # IPv4
+        ("db8", [40]),  # IPv6
+        ("443", [20, 10]),
+        ("nothing-matches", []),
+    ],
+)
+def test_filter_over_name_pid_port_ip(needle: str, expected: list[int]) -> None:
+    assert table_pids(make_view(sample()), UIState(filter_text=needle)) == expected
+
+
+def test_filter_shows_in_the_header_with_the_count() -> None:
+    status = text_lines(make_view(sample()).frame(UIState(filter_text="443"), 120, 30))[1]
+    assert "Filter '443': 2 shown" in status
+
+
+def test_filter_typing_keys() -> None:
+    s = apply_key(UIState(), "/", 10, 5)
+    assert s.editing
+    for ch in "curlx":
+        s = apply_key(s, ch, 10, 5)
+    s = apply_key(s, "BACKSPACE", 10, 5)
+    assert s.draft == "curl"
+    assert s.filter_text == ""  # not applied until Enter
+    s = apply_key(s, "q", 10, 5)  # a letter, not quit, while typing
+    assert not s.quit
+    s = apply_key(s, "BACKSPACE", 10, 5)
+    s = apply_key(s, "ENTER", 10, 5)
+    assert (s.editing, s.filter_text) == (False, "curl")
+    s = apply_key(s, "ESC", 10, 5)
+    assert s.filter_text == ""
+    s = apply_key(apply_key(s, "/", 10, 5), "x", 10, 5)
+    s = apply_key(s, "ESC", 10, 5)
+    assert (s.editing, s.filter_text, s.draft) == (False, "", "")
+
+
+def test_filter_prompt_in_the_footer_with_cursor() -> None:
+    view = make_view(sample())
+    frame = view.frame(UIState(editing=True, draft="ngi"), 80, 24)
+    footer = text_lines(frame)[-1]
+    assert footer.startswith("Filter: ngi")
+    assert frame.cursor == (23, len("Filter: ngi"))
+
+
+# -- process view -----------------------------------------------------------
+
+
+def test_process_view_from_snapshot_processes() -> None:
+    snap = snapshot(
+        [
+            flow(1, "a", rate=1 * MB, sent=10),
+            flow(1, "a", rate=20 * MB, port=80, sent=5),
+            flow(2, "b", rate=3 * MB),
+        ]
+    )
+    view = make_view(snap)
+    frame = view.frame(UIState(mode=Mode.PROCESSES), 100, 20)
+    lines = text_lines(frame)
+    assert "FLOWS" in lines[2] and "PROTO" not in lines[2]
+    rows = [line.split() for line in lines[HEADER_LINES:-1] if line.strip()]
+    assert [r[:3] for r in rows] == [["1", "a", "2"], ["2", "b", "1"]]
+    assert rows[0][3:5] == ["15", "B"]
+    # A process with an anomalous flow is highlighted.
+    assert frame.lines[HEADER_LINES][0].role is Role.ANOMALY
+    assert frame.lines[HEADER_LINES + 1][0].role is Role.NORMAL
+
+
+def test_flow_only_sort_column_falls_back_to_rate_in_process_view() -> None:
+    view = make_view(sample())
+    state = UIState(sort=Col.PORT, mode=Mode.PROCESSES)
+    assert table_pids(view, state) == [20, 10, 30, 40]
+    assert "RATE▼" in text_lines(view.frame(state, 120, 30))[2]
+    state = apply_key(state, "g", 4, 10)
+    assert state.mode is Mode.FLOWS
+    assert table_pids(view, state) == [40, 30, 20, 10]  # by port again
+
+
+# -- scrolling --------------------------------------------------------------
+
+
+def many(n: int) -> Snapshot:
+    return snapshot(flow(pid, f"p{pid}", rate=float(n - pid)) for pid in range(n))
+
+
+def test_frame_shows_only_the_visible_window() -> None:
+    view = make_view(many(100))
+    frame = view.frame(UIState(offset=10), 80, 24)
+    assert len(frame.lines) == 24
+    assert table_pids(view, UIState(offset=10), 80, 24) == list(range(10, 30))
+
+
+def test_scroll_keys() -> None:
+    total, page = 100, 20
+    s = UIState()
+    s = apply_key(s, "DOWN", total, page)
+    assert s.offset == 1
+    s = apply_key(s, "UP", total, page)
+    s = apply_key(s, "UP", total, page)
+    assert s.offset == 0
+    s = apply_key(s, "PGDN", total, page)
+    assert s.offset == 20
+    s = apply_key(s, "END", total, page)
+    assert s.offset == 80
+    s = apply_key(s, "PGDN", total, page)
+    assert s.offset == 80
+    s = apply_key(s, "PGUP", total, page)
+    assert s.offset == 60
+    s = apply_key(s, "HOME", total, page)
+    assert s.offset == 0
+    assert apply_key(UIState(), "END", 5, 20).offset == 0
+
+
+def test_an_offset_past_the_end_shows_the_last_page() -> None:
+    view = make_view(many(30))
+    assert table_pids(view, UIState(offset=1000), 80, 14) == list(range(20, 30))
+
+
+def test_reverse_scrolls_from_the_other_end() -> None:
+    view = make_view(many(100))
+    assert table_pids(view, UIState(reverse=True, offset=5), 80, 14)[:3] == [94, 93, 92]
+
+
+# -- the cache --------------------------------------------------------------
+
+
+def test_sorted_list_is_cached_until_data_sort_filter_or_mode_change() -> None:
+    view = make_view(many(50))
+    state = UIState()
+    rows = view.rows(state)
+    assert view.rows(replace(state, offset=7, reverse=True, paused=True)) is rows
+    view.frame(replace(state, offset=3), 80, 24)
+    assert view.rows(state) is rows
+    assert view.rows(replace(state, sort=Col.PID)) is not rows
+    assert view.rows(replace(state, filter_text="p1")) is not view.rows(state)
+    rows = view.rows(state)
+    view.set_snapshot(many(50))
+    assert view.rows(state) is not rows
+
+
+# -- footer -----------------------------------------------------------------
+
+
+def test_footer_ok_and_alert_states() -> None:
+    quiet = snapshot([flow(1, rate=1 * MB)])
+    loud = snapshot([flow(1, rate=11 * MB), flow(2, rate=12 * MB), flow(3, rate=1.0)])
+    one = snapshot([flow(1, rate=11 * MB)])
+    assert text_lines(make_view(quiet).frame(UIState(), 120, 10))[-1].startswith(
+        "✓ No anomalies detected"
+    )
+    assert text_lines(make_view(loud).frame(UIState(), 120, 10))[-1].startswith(
+        "⚠️ ALERT: 2 flows above 10.0 MB/s"
+    )
+    assert "ALERT: 1 flow above" in text_lines(make_view(one).frame(UIState(), 120, 10))[-1]
+    assert text_lines(make_view(quiet, ASCII).frame(UIState(), 120, 10))[-1].startswith(
+        "OK: No anomalies detected"
+    )
+    assert text_lines(make_view(loud, ASCII).frame(UIState(), 120, 10))[-1].startswith(
+        "!! ALERT: 2 flows above 10.0 MB/s"
+    )
+
+
+def test_footer_counts_alerts_hidden_by_a_filter() -> None:
+    view = make_view(sample())
+    footer = text_lines(view.frame(UIState(filter_text="dnsmasq"), 120, 10))[-1]
+    assert "ALERT: 1 flow above" in footer
+
+
+def test_footer_lists_key_hints_and_avoids_the_last_column() -> None:
+    frame = make_view(sample()).frame(UIState(), 150, 10)
+    footer = text_lines(frame)[-1]
+    for hint in ("h help", "q quit", "/ filter", "p pause"):
+        assert hint in footer
+    assert display_width(footer) < 150
+
+
+# -- sizes and hostile text ---------------------------------------------------
+
+
+def hostile() -> Snapshot:
+    return snapshot(
+        [
+            flow(1, "\x1b[2J\x1b]0;pwned\x07", rate=20 * MB),
+            flow(2, "中文进程名字很长很长", rate=2 * MB),
+            flow(3, "e\u0301\u0301\u0301vil\u202e", rate=1 * MB),
+            flow(4, "x" * 200, rate=1.0, remote_ip="2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10), (20, 5), (10, 3), (1, 1)])
+@pytest.mark.parametrize("mode", [Mode.FLOWS, Mode.PROCESSES])
+@pytest.mark.parametrize("help_on", [False, True])
+def test_no_line_exceeds_the_screen(size: tuple[int, int], mode: Mode, help_on: bool) -> None:
+    width, height = size
+    frame = make_view(hostile()).frame(UIState(mode=mode, help=help_on), width, height)
+    assert len(frame.lines) <= height
+    for line in frame.lines:
+        assert sum(display_width(seg.text) for seg in line) <= width
+
+
+def test_tiny_screen_keeps_the_alert_footer_and_rate() -> None:
+    lines = text_lines(make_view(hostile()).frame(UIState(), 40, 10))
+    assert lines[-1].startswith("⚠️ ALERT")
+    assert "RATE" in lines[2] and "PID" in lines[2]
+    assert len(lines) == 10
+    assert text_lines(make_view(hostile()).frame(UIState(), 40, 2))[-1].startswith("⚠️ ALERT")
+
+
+def test_escape_sequences_never_reach_the_frame() -> None:
+    for settings in (SETTINGS, ASCII):
+        frame = make_view(hostile(), settings).frame(UIState(), 120, 20)
+        for line in frame.lines:
+            for seg in line:
+                assert all(ch >= " " and ch != "\x7f" for ch in seg.text), repr(seg.text)
+                assert "\u202e" not in seg.text
+        assert "^[[2J^[]0;pwned^G" in "\n".join(text_lines(frame))
+
+
+def test_ascii_terminal_gets_only_ascii() -> None:
+    frame = make_view(hostile(), ASCII).frame(UIState(help=True), 120, 40)
+    frame2 = make_view(hostile(), ASCII).frame(UIState(), 120, 40)
+    for line in text_lines(frame) + text_lines(frame2):
+        assert line.isascii(), line
+
+
+def test_layout_drops_low_priority_columns_first() -> None:
+    wide = [c.id for c, _ in layout(FLOW_COLUMNS, 200)]
+    assert wide == [c.id for c in FLOW_COLUMNS]
+    narrow = [c.id for c, _ in layout(FLOW_COLUMNS, 40)]
+    assert Col.RATE in narrow and Col.PID in narrow and Col.NAME in narrow
+    assert Col.RECV not in narrow
+    for width in range(1, 200):
+        for cols in (FLOW_COLUMNS, PROCESS_COLUMNS):
+            chosen = layout(cols, width)
+            assert sum(w for _, w in chosen) + len(chosen) - 1 <= max(width, 1)
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+def test_sort_keys_cycle_through_named_columns() -> None:
+    ids = [c.id for c in FLOW_COLUMNS]
+    s = UIState()
+    seen = []
+    for _ in ids:
+        s = apply_key(s, "s", 10, 5)
+        seen.append(s.sort)
+    assert sorted(seen, key=ids.index) == ids  # every column exactly once
+    assert seen[-1] is Col.RATE
+    assert apply_key(UIState(), ">", 10, 5).sort is Col.PID  # wraps after RATE
+    assert apply_key(UIState(), "<", 10, 5).sort is Col.RECV
+
+
+def test_sort_change_resets_reverse_and_scroll() -> None:
+    s = apply_key(UIState(reverse=True, offset=4), "s", 10, 5)
+    assert (s.reverse, s.offset) == (False, 0)
+    assert apply_key(UIState(), "r", 10, 5).reverse
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value"),
+    [
+        ("p", "paused", True),
+        ("k", "show_kernel", True),
+        ("g", "mode", Mode.PROCESSES),
+        ("h", "help", True),
+        ("?", "help", True),
+        ("q", "quit", True),
+        ("/", "editing", True),
+    ],
+)
+def test_toggle_keys(key: str, field: str, value: object) -> None:
+    assert getattr(apply_key(UIState(), key, 10, 5), field) == value
+
+
+def test_help_lists_every_key_and_any_key_closes_it() -> None:
+    help_text = "\n".join(HELP_TEXT)
+    for key in ("q", "Up/Down", "PgUp/PgDn", "Home/End", "s", "<", ">", "r", "p", "/",
+                "Esc", "k", "g", "h", "?"):  # fmt: skip
+        assert f" {key} " in help_text, key
+    lines = text_lines(make_view(sample()).frame(UIState(help=True), 100, 30))
+    assert lines[2] == HELP_TEXT[0]
+    s = apply_key(UIState(help=True), "x", 10, 5)
+    assert not s.help and not s.quit
+    assert apply_key(UIState(help=True), "q", 10, 5).quit
+
+
+def test_unknown_keys_change_nothing() -> None:
+    assert apply_key(UIState(), "Z", 10, 5) == UIState()
+    assert apply_key(UIState(), "RESIZE", 10, 5) == UIState()
