@@ -16,7 +16,6 @@
 #include <linux/socket.h>
 #include <linux/in.h>
 #include <linux/in6.h>
-#include <linux/sched.h>
 #include "netmon.h"
 
 #ifndef AF_PACKET

@@ -32,14 +32,10 @@ PROBE_MODES = ("auto", "socket", "syscalls")
 
 # What each probe mode cannot see; netmon warns about it at start.
 BLIND_SPOTS = {
-    "socket": [
-        "TCP_ZEROCOPY_RECEIVE (mmap'ed TCP receive) is not counted",
-        "splice from a TCP socket submitted through io_uring is not counted",
-    ],
+    "socket": [],
     "syscalls": [
-        "io_uring traffic is not visible in syscalls mode",
-        "TCP_ZEROCOPY_RECEIVE (mmap'ed TCP receive) is not counted",
-        "preadv2/pwritev2 on sockets are not counted in syscalls mode",
+        "syscalls mode cannot see io_uring traffic",
+        "syscalls mode cannot see preadv2/pwritev2 on sockets",
     ],
 }
 
