@@ -1,0 +1,751 @@
+"""Traffic generators that count what each of their own calls moved.
+
+Every generator runs in a forked child (`Child`), so it has a pid of its own
+and a name set with prctl(PR_SET_NAME). It counts only what the calls
+returned: the bytes each call reported as moved and one message per call
+(one per entry for sendmmsg/recvmmsg). The counts come back to the test as
+`Expected` flows, keyed like netmon's flows minus the pid.
+
+No call here is allowed to return 0 or fail: the receivers read exactly the
+number of bytes or datagrams the sender reports, so there is no end-of-file
+read and no EAGAIN whose counting could be argued about.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import ipaddress
+import multiprocessing
+import multiprocessing.connection
+import os
+import random
+import signal
+import socket
+import struct
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+PR_SET_NAME = 15
+CLONE_NEWNET = 0x40000000
+SOL_RAW = 255
+ICMP_FILTER = 1
+ICMP6_FILTER = 1
+MSG_WAITFORONE = 0x10000
+ETH_P_NETMON_TEST = 0x88B5  # IEEE local experimental ethertype
+RECV_TIMEOUT_S = 20
+PIPE_CHUNK = 65536
+
+Conn = multiprocessing.connection.Connection
+
+
+# --------------------------------------------------------------------------
+# counting
+
+
+@dataclass
+class Tally:
+    """What one flow moved, as the generator's own calls reported it."""
+
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    packets_sent: int = 0
+    packets_recv: int = 0
+
+    def sent(self, n: int, messages: int = 1) -> None:
+        if n <= 0:
+            raise AssertionError(f"generator bug: a send returned {n}")
+        self.bytes_sent += n
+        self.packets_sent += messages
+
+    def recv(self, n: int, messages: int = 1) -> None:
+        if n <= 0:
+            raise AssertionError(f"generator bug: a receive returned {n}")
+        self.bytes_recv += n
+        self.packets_recv += messages
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.bytes_sent, self.bytes_recv, self.packets_sent, self.packets_recv)
+
+    def add(self, other: Tally) -> None:
+        self.bytes_sent += other.bytes_sent
+        self.bytes_recv += other.bytes_recv
+        self.packets_sent += other.packets_sent
+        self.packets_recv += other.packets_recv
+
+
+# (protocol, family, port, remote_ip, role): a FlowKey without the pid.
+FlowId = tuple[str, str, int, "str | None", str]
+
+
+@dataclass
+class Ledger:
+    """Flows of one process: FlowId -> Tally."""
+
+    flows: dict[FlowId, Tally] = field(default_factory=dict)
+
+    def at(self, protocol: str, family: str, port: int, remote_ip: str | None, role: str) -> Tally:
+        key: FlowId = (protocol, family, port, remote_ip, role)
+        return self.flows.setdefault(key, Tally())
+
+    def merge(self, other: Ledger) -> None:
+        for key, tally in other.flows.items():
+            self.flows.setdefault(key, Tally()).add(tally)
+
+
+def norm_ip(addr: str) -> str:
+    """The address the way netmon writes it (IPv6 compressed, no scope)."""
+    return str(ipaddress.ip_address(addr.split("%", 1)[0]))
+
+
+def family_name(family: int) -> str:
+    return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}[family]
+
+
+def family_of(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def set_comm(name: str) -> None:
+    """Name the calling thread (the process, when called before any thread)."""
+    if libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME)")
+
+
+def enter_netns(name: str) -> None:
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class ChildError(RuntimeError):
+    pass
+
+
+class Child:
+    """A forked process running `fn(ctl, *args)` under its own name.
+
+    `fn` talks to the test through `ctl` (a multiprocessing Connection);
+    its return value comes back through `result()`.
+    """
+
+    def __init__(
+        self, comm: str, fn: Callable[..., Any], *args: Any, netns: str | None = None
+    ) -> None:
+        self.comm = comm[:15]
+        self._ctl, child_end = multiprocessing.Pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            status = 0
+            try:
+                self._ctl.close()
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                if netns:
+                    enter_netns(netns)
+                set_comm(self.comm)
+                child_end.send(("done", fn(child_end, *args)))
+            except BaseException:  # noqa: BLE001 - reported to the test
+                status = 1
+                try:
+                    child_end.send(("error", traceback.format_exc()))
+                except BaseException:  # noqa: BLE001
+                    pass
+            finally:
+                os._exit(status)
+        child_end.close()
+        self.pid = pid
+        self._done = False
+        self._result: Any = None
+        self._reaped = False
+
+    def _next(self, timeout: float) -> tuple[str, Any]:
+        if not self._ctl.poll(timeout):
+            raise TimeoutError(f"child {self.comm} (pid {self.pid}) silent for {timeout} s")
+        try:
+            kind, value = self._ctl.recv()
+        except EOFError as exc:
+            raise ChildError(f"child {self.comm} (pid {self.pid}) died") from exc
+        if kind == "error":
+            raise ChildError(f"child {self.comm} (pid {self.pid}) failed:\n{value}")
+        return kind, value
+
+    def recv(self, timeout: float = 30) -> Any:
+        """The next message the child sent with ctl.send()."""
+        kind, value = self._next(timeout)
+        if kind != "msg":
+            raise ChildError(f"child {self.comm} finished while a message was expected")
+        return value
+
+    def send(self, value: Any) -> None:
+        self._ctl.send(value)
+
+    def result(self, timeout: float = 60) -> Any:
+        """Wait for the child's return value and reap it."""
+        if not self._done:
+            while True:
+                kind, value = self._next(timeout)
+                if kind == "done":
+                    break
+            self._done, self._result = True, value
+            self.reap()
+        return self._result
+
+    def reap(self) -> None:
+        if not self._reaped:
+            os.waitpid(self.pid, 0)
+            self._reaped = True
+
+    def kill(self) -> None:
+        if not self._reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.reap()
+
+
+def tell(ctl: Conn, value: Any) -> None:
+    ctl.send(("msg", value))
+
+
+# --------------------------------------------------------------------------
+# sockets and payloads
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    block = bytes((seed + i * 7) & 0xFF for i in range(256))
+    return (block * (n // 256 + 1))[:n]
+
+
+def set_recv_timeout(sock: socket.socket, seconds: int = RECV_TIMEOUT_S) -> None:
+    """A kernel receive timeout that keeps the socket blocking for Python."""
+    tv = struct.pack("ll", seconds, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+def big_rcvbuf(sock: socket.socket, size: int = 4 << 20) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, 33, size)  # SO_RCVBUFFORCE (root)
+
+
+def sockaddr(ip: str, port: int) -> bytes:
+    if family_of(ip) == socket.AF_INET:
+        return (
+            struct.pack("=H", socket.AF_INET)
+            + struct.pack("!H", port)
+            + socket.inet_pton(socket.AF_INET, ip)
+            + bytes(8)
+        )
+    return (
+        struct.pack("=H", socket.AF_INET6)
+        + struct.pack("!HI", port, 0)
+        + socket.inet_pton(socket.AF_INET6, ip)
+        + struct.pack("=I", 0)
+    )
+
+
+def parse_sockaddr(raw: bytes) -> tuple[str, int]:
+    (family,) = struct.unpack("=H", raw[:2])
+    (port,) = struct.unpack("!H", raw[2:4])
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+    return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
+
+
+def bind_explicit_port(sock: socket.socket, host: str) -> int:
+    """Bind to an explicit, non-zero port below the ephemeral range."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, min(low, 32000))
+        try:
+            sock.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free explicit port")
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_Iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def sendmmsg(fd: int, datagrams: list[bytes], dest: tuple[str, int] | None) -> list[int]:
+    """One sendmmsg(2) call; returns msg_len of each message it sent."""
+    n = len(datagrams)
+    vec = (_Mmsghdr * n)()
+    keep: list[Any] = []
+    for i, data in enumerate(datagrams):
+        buf = ctypes.create_string_buffer(data, len(data))
+        iov = _Iovec(ctypes.cast(buf, ctypes.c_void_p), len(data))
+        keep += [buf, iov]
+        vec[i].msg_hdr.msg_iov = ctypes.pointer(iov)
+        vec[i].msg_hdr.msg_iovlen = 1
+        if dest is not None:
+            name = ctypes.create_string_buffer(sockaddr(*dest))
+            keep.append(name)
+            vec[i].msg_hdr.msg_name = ctypes.cast(name, ctypes.c_void_p)
+            vec[i].msg_hdr.msg_namelen = len(sockaddr(*dest))
+    sent = _check(libc.sendmmsg(fd, vec, n, 0), "sendmmsg")
+    return [vec[i].msg_len for i in range(sent)]
+
+
+def recvmmsg(fd: int, vlen: int, size: int) -> list[tuple[int, str, int]]:
+    """One recvmmsg(2) call with MSG_WAITFORONE: (msg_len, peer ip, port) per message."""
+    vec = (_Mmsghdr * vlen)()
+    keep: list[Any] = []
+    for i in range(vlen):
+        buf = ctypes.create_string_buffer(size)
+        iov = _Iovec(ctypes.cast(buf, ctypes.c_void_p), size)
+        name = ctypes.create_string_buffer(128)
+        keep += [buf, iov, name]
+        vec[i].msg_hdr.msg_iov = ctypes.pointer(iov)
+        vec[i].msg_hdr.msg_iovlen = 1
+        vec[i].msg_hdr.msg_name = ctypes.cast(name, ctypes.c_void_p)
+        vec[i].msg_hdr.msg_namelen = 128
+    got = _check(libc.recvmmsg(fd, vec, vlen, MSG_WAITFORONE, None), "recvmmsg")
+    out = []
+    for i in range(got):
+        name_buf = keep[i * 4 + 2]
+        ip, port = parse_sockaddr(name_buf.raw[: vec[i].msg_hdr.msg_namelen])
+        out.append((vec[i].msg_len, ip, port))
+    return out
+
+
+def libc_sendto_connected(fd: int, data: bytes) -> int:
+    """sendto(2) with a NULL address, on a connected socket."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    return _check(libc.sendto(fd, buf, ctypes.c_size_t(len(data)), 0, None, 0), "sendto")
+
+
+# --------------------------------------------------------------------------
+# stream (TCP) send and receive, by method
+
+STREAM_SEND = ("send", "sendto", "sendmsg", "write", "writev", "sendfile", "splice")
+STREAM_RECV = ("recv", "recvfrom", "recvmsg", "read", "readv", "splice", "peek")
+
+
+def stream_send(sock: socket.socket, method: str, total: int, chunk: int, tally: Tally) -> None:
+    """Send exactly `total` bytes with `method`, counting every call."""
+    data = payload(total, seed=3)
+    fd = sock.fileno()
+    done = 0
+    if method == "sendfile":
+        with tempfile.TemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            while done < total:
+                n = os.sendfile(fd, f.fileno(), done, min(chunk, total - done))
+                tally.sent(n)
+                done += n
+        return
+    if method == "splice":
+        r, w = os.pipe()
+        try:
+            while done < total:
+                piece = data[done : done + min(chunk, PIPE_CHUNK, total - done)]
+                queued = os.write(w, piece)  # a pipe write: not network traffic
+                while queued:
+                    n = os.splice(r, fd, queued)
+                    tally.sent(n)
+                    queued -= n
+                    done += n
+        finally:
+            os.close(r)
+            os.close(w)
+        return
+    while done < total:
+        piece = data[done : done + min(chunk, total - done)]
+        half = len(piece) // 2
+        if method == "send":
+            n = sock.send(piece)
+        elif method == "sendto":
+            n = libc_sendto_connected(fd, piece)
+        elif method == "sendmsg":
+            n = sock.sendmsg([piece[:half], piece[half:]])
+        elif method == "write":
+            n = os.write(fd, piece)
+        elif method == "writev":
+            n = os.writev(fd, [piece[:half], piece[half:]])
+        else:
+            raise ValueError(method)
+        tally.sent(n)
+        done += n
+
+
+def stream_recv(sock: socket.socket, method: str, total: int, chunk: int, tally: Tally) -> None:
+    """Receive exactly `total` bytes with `method`, counting every call."""
+    fd = sock.fileno()
+    done = 0
+    pipe = os.pipe() if method == "splice" else None
+    try:
+        while done < total:
+            want = min(chunk, total - done)
+            if method == "recv":
+                n = len(sock.recv(want))
+            elif method == "recvfrom":
+                n = len(sock.recvfrom(want)[0])
+            elif method == "recvmsg":
+                bufs = [bytearray(want // 2 or 1), bytearray(want - (want // 2 or 1) or 1)]
+                n = sock.recvmsg_into(bufs)[0]
+                if n > want:
+                    raise AssertionError("recvmsg_into overran")
+            elif method == "read":
+                n = len(os.read(fd, want))
+            elif method == "readv":
+                half = max(1, want // 2)
+                n = os.readv(fd, [bytearray(half), bytearray(max(1, want - half))])
+            elif method == "splice":
+                assert pipe is not None
+                n = os.splice(fd, pipe[1], min(want, PIPE_CHUNK))
+                left = n
+                while left:  # drain the pipe: pipe reads are not network traffic
+                    left -= len(os.read(pipe[0], left))
+            elif method == "peek":
+                peeked = len(sock.recv(want, socket.MSG_PEEK))
+                if peeked <= 0:
+                    raise AssertionError("peek returned nothing")
+                n = len(sock.recv(peeked))
+                if n != peeked:
+                    raise AssertionError(f"read {n} after peeking {peeked}")
+            else:
+                raise ValueError(method)
+            tally.recv(n)
+            done += n
+    finally:
+        if pipe:
+            os.close(pipe[0])
+            os.close(pipe[1])
+    if done != total:
+        raise AssertionError(f"received {done}, expected {total}")
+
+
+def tcp_server(
+    ctl: Conn, host: str, send_method: str, recv_method: str, n_in: int, n_out: int
+) -> Ledger:
+    """Accept one connection, receive n_in bytes, then send n_out back."""
+    ls = socket.socket(family_of(host), socket.SOCK_STREAM)
+    ls.bind((host, 0))
+    ls.listen(8)
+    port = ls.getsockname()[1]
+    tell(ctl, port)
+    set_recv_timeout(ls)
+    conn, peer = ls.accept()
+    set_recv_timeout(conn)
+    ledger = Ledger()
+    tally = ledger.at("TCP", family_name(ls.family), port, norm_ip(peer[0]), "server")
+    stream_recv(conn, recv_method, n_in, 32768, tally)
+    stream_send(conn, send_method, n_out, 65536, tally)
+    ctl.recv()  # the client read everything: closing now cannot reset anything
+    conn.close()
+    ls.close()
+    return ledger
+
+
+def tcp_client(
+    ctl: Conn, host: str, port: int, send_method: str, recv_method: str, n_out: int, n_in: int
+) -> Ledger:
+    """Connect, send n_out bytes, then receive n_in."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    set_recv_timeout(s)
+    s.connect((host, port))
+    ledger = Ledger()
+    tally = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
+    stream_send(s, send_method, n_out, 65536, tally)
+    stream_recv(s, recv_method, n_in, 32768, tally)
+    s.close()
+    return ledger
+
+
+# --------------------------------------------------------------------------
+# datagram (UDP) exchanges
+
+DGRAM_METHODS = ("sendto", "sendmsg", "mmsg", "send", "write", "writev", "peek")
+CONNECTED_DGRAM = ("send", "write", "writev", "peek")
+DGRAM_SIZES = (1, 100, 512, 1400, 1473, 9000, 30000)
+
+
+def dgram_send(
+    sock: socket.socket, method: str, sizes: Iterable[int], dest: tuple[str, int] | None,
+    ledger_tally: Callable[[str], Tally],
+) -> None:
+    """Send one datagram per size; `dest` None means the socket is connected."""
+    datagrams = [payload(n, seed=n) for n in sizes]
+    fd = sock.fileno()
+    if method == "mmsg":
+        i = 0
+        while i < len(datagrams):
+            lens = sendmmsg(fd, datagrams[i:], dest)
+            for n in lens:
+                ledger_tally(dest[0] if dest else "").sent(n)
+            i += len(lens)
+        return
+    for data in datagrams:
+        if method == "sendto":
+            assert dest is not None
+            n = sock.sendto(data, dest)
+        elif method == "sendmsg":
+            assert dest is not None
+            half = len(data) // 2
+            n = sock.sendmsg([data[:half], data[half:]], [], 0, dest)
+        elif method in ("send", "peek"):
+            n = sock.send(data)
+        elif method == "write":
+            n = os.write(fd, data)
+        elif method == "writev":
+            half = len(data) // 2
+            n = os.writev(fd, [data[:half], data[half:]])
+        else:
+            raise ValueError(method)
+        ledger_tally(dest[0] if dest else "").sent(n)
+
+
+def dgram_recv(
+    sock: socket.socket, method: str, count: int, ledger_tally: Callable[[str], Tally]
+) -> list[tuple[str, int]]:
+    """Receive `count` datagrams; returns (peer ip, port) of each ("" if connected)."""
+    fd = sock.fileno()
+    peers: list[tuple[str, int]] = []
+    size = 65536
+    while len(peers) < count:
+        if method == "mmsg":
+            for n, ip, port in recvmmsg(fd, count - len(peers), size):
+                ledger_tally(ip).recv(n)
+                peers.append((ip, port))
+            continue
+        if method == "sendto":
+            data, addr = sock.recvfrom(size)
+            n, ip, port = len(data), addr[0], addr[1]
+        elif method == "sendmsg":
+            buf1, buf2 = bytearray(700), bytearray(size)
+            n, _anc, _flags, addr = sock.recvmsg_into([buf1, buf2])
+            ip, port = addr[0], addr[1]
+        elif method == "send":
+            n, ip, port = len(sock.recv(size)), "", 0
+        elif method == "write":
+            n, ip, port = len(os.read(fd, size)), "", 0
+        elif method == "writev":
+            n, ip, port = os.readv(fd, [bytearray(700), bytearray(size)]), "", 0
+        elif method == "peek":
+            peeked = len(sock.recv(size, socket.MSG_PEEK))
+            n, ip, port = len(sock.recv(size)), "", 0
+            if n != peeked:
+                raise AssertionError(f"read {n} after peeking {peeked}")
+        else:
+            raise ValueError(method)
+        ledger_tally(ip).recv(n)
+        peers.append((ip, port))
+    return peers
+
+
+def udp_server(ctl: Conn, host: str, method: str, sizes: tuple[int, ...]) -> Ledger:
+    """Bind an explicit port, receive len(sizes) datagrams, answer each with the same size."""
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    big_rcvbuf(s)
+    set_recv_timeout(s)
+    port = bind_explicit_port(s, host)
+    tell(ctl, port)
+    ledger = Ledger()
+    fam = family_name(s.family)
+    peer_ip = ""
+    if method in CONNECTED_DGRAM:
+        client = ctl.recv()
+        s.connect(client)
+        peer_ip = norm_ip(client[0])
+        tell(ctl, "connected")
+
+    def tally(ip: str) -> Tally:
+        return ledger.at("UDP", fam, port, norm_ip(ip or peer_ip), "server")
+
+    peers = dgram_recv(s, method, len(sizes), tally)
+    if method in CONNECTED_DGRAM:
+        dgram_send(s, method, sizes, None, tally)
+    else:
+        ips = {ip for ip, _ in peers}
+        if len(ips) != 1:
+            raise AssertionError(f"datagrams from several peers: {ips}")
+        dgram_send(s, method, sizes, peers[0], tally)
+    s.close()
+    return ledger
+
+
+def udp_client(ctl: Conn, host: str, port: int, method: str, sizes: tuple[int, ...]) -> Ledger:
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    big_rcvbuf(s)
+    set_recv_timeout(s)
+    ledger = Ledger()
+    fam = family_name(s.family)
+
+    def tally(ip: str) -> Tally:
+        return ledger.at("UDP", fam, port, norm_ip(ip or host), "client")
+
+    if method in CONNECTED_DGRAM:
+        s.connect((host, port))
+        tell(ctl, s.getsockname()[:2])
+        ctl.recv()  # the server is connected back to us
+        dgram_send(s, method, sizes, None, tally)
+    else:
+        dgram_send(s, method, sizes, (host, port), tally)
+    dgram_recv(s, method, len(sizes), tally)
+    s.close()
+    return ledger
+
+
+# --------------------------------------------------------------------------
+# ICMP, raw IP, AF_PACKET
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_request(v6: bool, ident: int, seq: int, size: int) -> bytes:
+    kind = 128 if v6 else 8
+    body = payload(size, seed=seq)
+    header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    if v6:  # the kernel fills in the ICMPv6 checksum
+        return header + body
+    csum = _checksum(header + body)
+    return struct.pack("!BBHHH", kind, 0, csum, ident, seq) + body
+
+
+def icmp_ping(ctl: Conn, dest: str, kind: str, count: int, size: int) -> Ledger:
+    """Echo requests from a raw ("raw") or ping ("dgram") socket; receive the replies.
+
+    Raw sockets are filtered to echo replies only, so the generator's own
+    count is the replies it read.
+    """
+    v6 = family_of(dest) == socket.AF_INET6
+    proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
+    stype = socket.SOCK_RAW if kind == "raw" else socket.SOCK_DGRAM
+    s = socket.socket(family_of(dest), stype, proto)
+    set_recv_timeout(s)
+    if kind == "raw" and v6:
+        words = [0xFFFFFFFF] * 8
+        words[129 >> 5] &= ~(1 << (129 & 31))
+        s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
+    elif kind == "raw":
+        s.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", 0xFFFFFFFF & ~1))
+    ledger = Ledger()
+    name = "ICMPv6" if v6 else "ICMP"
+    fam = "IPv6" if v6 else "IPv4"
+    ident = os.getpid() & 0xFFFF
+    for seq in range(1, count + 1):
+        n = s.sendto(echo_request(v6, ident, seq, size), (dest, 0))
+        ledger.at(name, fam, 0, norm_ip(dest), "unknown").sent(n)
+    replies = 0
+    while replies < count:
+        data, addr = s.recvfrom(65536)
+        ledger.at(name, fam, 0, norm_ip(addr[0]), "unknown").recv(len(data))
+        icmp = data if (v6 or kind == "dgram") else data[(data[0] & 0xF) * 4 :]
+        if icmp[0] == (129 if v6 else 0):
+            replies += 1
+    s.close()
+    return ledger
+
+
+RAW_PROTO = 253  # RFC 3692 experimentation
+
+
+def raw_receiver(ctl: Conn, bind_ip: str, count: int, marker: bytes) -> Ledger:
+    s = socket.socket(family_of(bind_ip), socket.SOCK_RAW, RAW_PROTO)
+    set_recv_timeout(s)
+    big_rcvbuf(s)
+    s.bind((bind_ip, 0))
+    tell(ctl, "ready")
+    ledger = Ledger()
+    fam = family_name(s.family)
+    got = 0
+    while got < count:
+        data, addr = s.recvfrom(65536)
+        ledger.at("RAW", fam, 0, norm_ip(addr[0]), "unknown").recv(len(data))
+        if marker in data:
+            got += 1
+    s.close()
+    return ledger
+
+
+def raw_sender(ctl: Conn, dest: str, sizes: tuple[int, ...], marker: bytes) -> Ledger:
+    s = socket.socket(family_of(dest), socket.SOCK_RAW, RAW_PROTO)
+    ledger = Ledger()
+    fam = family_name(s.family)
+    for size in sizes:
+        n = s.sendto(marker + payload(size), (dest, 0))
+        ledger.at("RAW", fam, 0, norm_ip(dest), "unknown").sent(n)
+    s.close()
+    return ledger
+
+
+def packet_receiver(ctl: Conn, ifname: str, count: int, marker: bytes) -> Ledger:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_NETMON_TEST))
+    set_recv_timeout(s)
+    s.bind((ifname, ETH_P_NETMON_TEST))
+    tell(ctl, "ready")
+    ledger = Ledger()
+    got = 0
+    while got < count:
+        data = s.recv(65536)
+        ledger.at("PACKET", "PACKET", 0, None, "unknown").recv(len(data))
+        if marker in data:
+            got += 1
+    s.close()
+    return ledger
+
+
+def packet_sender(
+    ctl: Conn, ifname: str, src_mac: str, dst_mac: str, sizes: tuple[int, ...], marker: bytes
+) -> Ledger:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_NETMON_TEST))
+    s.bind((ifname, ETH_P_NETMON_TEST))
+    header = (
+        bytes.fromhex(dst_mac.replace(":", ""))
+        + bytes.fromhex(src_mac.replace(":", ""))
+        + struct.pack("!H", ETH_P_NETMON_TEST)
+    )
+    ledger = Ledger()
+    for size in sizes:
+        n = s.send(header + marker + payload(size))
+        ledger.at("PACKET", "PACKET", 0, None, "unknown").sent(n)
+    s.close()
+    return ledger
