@@ -387,6 +387,9 @@ class View:
             segs.append(Segment("PAUSED  ", Role.BADGE))
         if state.ended:
             segs.append(Segment("end of replay  ", Role.BADGE))
+        if state.filter_text:
+            shown = len(self.rows(state))
+            segs.append(Segment(f"Filter '{state.filter_text}': {shown} shown  ", Role.BADGE))
         snap = self.snapshot
         s = self.settings
         flows = len(snap.flows) if snap else 0
@@ -398,9 +401,6 @@ class View:
         if snap is not None and snap.dropped:
             text += f"  Dropped {snap.dropped}"
         segs.append(Segment(text, Role.HEADER))
-        if state.filter_text:
-            shown = len(self.rows(state))
-            segs.append(Segment(f"  Filter '{state.filter_text}': {shown} shown", Role.BADGE))
         return self._fit_line(segs, width)
 
     def _table(self, state: UIState, width: int, count: int) -> list[Line]:
@@ -544,7 +544,7 @@ def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
     if key == "p":
         return replace(state, paused=not state.paused)
     if key == "/":
-        return replace(state, editing=True, draft=state.filter_text)
+        return replace(state, editing=True, draft="")  # a new filter, as in less
     if key == "ESC":
         return replace(state, filter_text="", draft="", offset=0)
     if key == "k":

@@ -28,17 +28,58 @@ TERM = "xterm-256color"
 
 
 class _Screen(pyte.Screen):
-    """pyte stops drawing a chunk at a zero-width character that is not a
-    combining mark (e.g. the emoji variation selector U+FE0F), losing the
-    rest of the chunk; a real terminal attaches it to the previous cell.
-    Drop such characters before drawing."""
+    """pyte 0.8 with two gaps filled, so that it shows what xterm shows:
+
+    - REP (CSI n b, repeat the last character) and SU/SD (CSI n S / T,
+      scroll the region), which ncurses uses to update the screen when
+      terminfo has them (xterm-256color does);
+    - a zero-width character that is not a combining mark (the emoji
+      variation selector U+FE0F) stops pyte's drawing of the rest of the
+      chunk; a real terminal attaches it to the previous cell, so drop it.
+    """
+
+    _last_char = " "
 
     def draw(self, data: str) -> None:
         if not data.isascii():
             data = "".join(
                 ch for ch in data if not (wcwidth(ch) == 0 and not unicodedata.combining(ch))
             )
+        if data:
+            self._last_char = data[-1]
         super().draw(data)
+
+    def repeat_last(self, count: int = 1, *args: object, **kwargs: object) -> None:
+        self.draw(self._last_char * max(count, 1))
+
+    def _scroll(self, count: int, up: bool) -> None:
+        top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
+        saved = self.cursor.y
+        for _ in range(max(count, 1)):
+            if up:
+                self.cursor.y = bottom
+                self.index()
+            else:
+                self.cursor.y = top
+                self.reverse_index()
+        self.cursor.y = saved
+
+    def scroll_up(self, count: int = 1, *args: object, **kwargs: object) -> None:
+        self._scroll(count, up=True)
+
+    def scroll_down(self, count: int = 1, *args: object, **kwargs: object) -> None:
+        self._scroll(count, up=False)
+
+
+class _Stream(pyte.ByteStream):
+    def __init__(self, screen: _Screen) -> None:
+        self.csi = {
+            **pyte.ByteStream.csi,
+            "b": "repeat_last",
+            "S": "scroll_up",
+            "T": "scroll_down",
+        }
+        super().__init__(screen)
 
 
 def _set_controlling_tty() -> None:
@@ -81,7 +122,7 @@ class Terminal:
             preexec_fn=_set_controlling_tty,
         )
         self.screen = _Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
+        self.stream = _Stream(self.screen)
         self.raw = bytearray()
 
     # -- terminal side ---------------------------------------------------

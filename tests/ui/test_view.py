@@ -215,6 +215,10 @@ def test_filter_typing_keys() -> None:
     s = apply_key(apply_key(s, "/", 10, 5), "x", 10, 5)
     s = apply_key(s, "ESC", 10, 5)
     assert (s.editing, s.filter_text, s.draft) == (False, "", "")
+    # A new "/" starts an empty filter, which replaces the old one on Enter.
+    s = replace(s, filter_text="old")
+    s = apply_key(apply_key(apply_key(s, "/", 10, 5), "n", 10, 5), "ENTER", 10, 5)
+    assert s.filter_text == "n"
 
 
 def test_filter_prompt_in_the_footer_with_cursor() -> None:
