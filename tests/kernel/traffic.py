@@ -342,7 +342,7 @@ def recvmmsg(fd: int, vlen: int, size: int) -> list[tuple[int, str, int]]:
     got = _check(libc.recvmmsg(fd, vec, vlen, MSG_WAITFORONE, None), "recvmmsg")
     out = []
     for i in range(got):
-        name_buf = keep[i * 4 + 2]
+        name_buf = keep[i * 3 + 2]
         ip, port = parse_sockaddr(name_buf.raw[: vec[i].msg_hdr.msg_namelen])
         out.append((vec[i].msg_len, ip, port))
     return out
