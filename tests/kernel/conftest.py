@@ -44,7 +44,10 @@ def _unavailable() -> str | None:
     try:
         import bcc  # noqa: F401
     except ImportError as exc:
-        return f"bcc cannot be imported ({exc}); install python3-bpfcc and use a venv with --system-site-packages"
+        return (
+            f"bcc cannot be imported ({exc}); install python3-bpfcc and use a venv"
+            " made with --system-site-packages"
+        )
     try:
         from netmon.sources import live  # noqa: F401
     except ImportError as exc:
@@ -69,11 +72,13 @@ def kernel_ready() -> None:
     need_kernel()
 
 
-def open_source(mode: str) -> Any:
+def open_source(mode: str, check_mode: bool = True) -> Any:
     from netmon.sources.live import LiveSource
 
     src = LiveSource.open(probes=mode, max_flows=10240)
-    assert src.mode == mode, f"asked for probes={mode!r}, got mode {src.mode!r}"
+    if check_mode and src.mode != mode:
+        src.close()
+        raise AssertionError(f"asked for probes={mode!r}, got mode {src.mode!r}")
     return src
 
 
@@ -166,7 +171,15 @@ def netns(kernel_ready: None) -> Iterator[Netns]:
         _ip("-n", name, "link", "set", ns_if, "up")
         _ip("-n", name, "link", "set", "lo", "up")
         subprocess.run(
-            ["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ping_group_range=0 2147483647",
+            ],
             check=True,
         )
 

@@ -25,10 +25,9 @@ def pid_deltas(before: RawSample, after: RawSample, pid: int) -> dict[FlowKey, C
     for key, now in after.flows.items():
         if key.pid != pid:
             continue
-        then = _counts(before.flows.get(key))
-        delta = tuple(a - b for a, b in zip(_counts(now), then, strict=True))
+        delta = _sub(_counts(now), _counts(before.flows.get(key)))
         if any(delta):
-            out[key] = delta  # type: ignore[assignment]
+            out[key] = delta
     return out
 
 
@@ -63,7 +62,9 @@ def flow_mismatches(
         elif comms is not None:
             c = after.flows[key].comm
             if c not in comms:
-                problems.append(f"{what} pid {pid} flow {_key(key)}: comm {c!r}, expected {sorted(comms)}")
+                problems.append(
+                    f"{what} pid {pid} flow {_key(key)}: comm {c!r}, expected {sorted(comms)}"
+                )
     if want and not problems:
         problems += _process_mismatches(before, after, pid, want, comms, what)
     return problems
@@ -77,23 +78,33 @@ def _process_mismatches(
     comms: set[str] | None,
     what: str,
 ) -> list[str]:
-    total = [sum(c[i] for c in want.values()) for i in range(4)]
+    total = _sum(want.values())
     proc = after.processes.get(pid)
     if proc is None:
         return [f"{what} pid {pid}: missing from processes"]
     prev = before.processes.get(pid)
-    got = [
-        proc.bytes_sent - (prev.bytes_sent if prev else 0),
-        proc.bytes_recv - (prev.bytes_recv if prev else 0),
-        proc.packets_sent - (prev.packets_sent if prev else 0),
-        proc.packets_recv - (prev.packets_recv if prev else 0),
-    ]
+    now = (proc.bytes_sent, proc.bytes_recv, proc.packets_sent, proc.packets_recv)
+    then = (
+        (prev.bytes_sent, prev.bytes_recv, prev.packets_sent, prev.packets_recv) if prev else None
+    )
+    got = _sub(now, then or (0, 0, 0, 0))
     out = []
     if got != total:
-        out.append(f"{what} pid {pid} process totals: expected {_fmt(tuple(total))}; got {_fmt(tuple(got))}")  # type: ignore[arg-type]
+        out.append(f"{what} pid {pid} process totals: expected {_fmt(total)}; got {_fmt(got)}")
     if comms is not None and proc.comm not in comms:
         out.append(f"{what} pid {pid} process comm {proc.comm!r}, expected {sorted(comms)}")
     return out
+
+
+def _sum(counts: Iterable[Counts]) -> Counts:
+    a = b = c = d = 0
+    for w, x, y, z in counts:
+        a, b, c, d = a + w, b + x, c + y, d + z
+    return (a, b, c, d)
+
+
+def _sub(x: Counts, y: Counts) -> Counts:
+    return (x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3])
 
 
 def _key(k: FlowKey) -> str:
@@ -110,7 +121,9 @@ def protocol_shortfall(before: RawSample, after: RawSample, ledgers: Iterable[Le
     for proto, n in moved.items():
         grew = after.protocols.get(proto, 0) - before.protocols.get(proto, 0)
         if grew < n:
-            out.append(f"protocols[{proto!r}] grew by {grew}, less than the {n} bytes the generators moved")
+            out.append(
+                f"protocols[{proto!r}] grew by {grew}, less than the {n} bytes the generators moved"
+            )
     return out
 
 

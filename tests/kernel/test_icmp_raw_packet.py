@@ -36,7 +36,9 @@ def test_icmp_ping_socket(live: Any, spawn: Any, netns: Any, family: str) -> Non
     """Ping sockets (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6) from inside the namespace
     (where ping_group_range allows them) to the host end of the veth."""
     before = live.read()
-    pinger = spawn("nm-icmp-dgram", icmp_ping, netns.host(family), "dgram", 5, 100, netns=netns.name)
+    pinger = spawn(
+        "nm-icmp-dgram", icmp_ping, netns.host(family), "dgram", 5, 100, netns=netns.name
+    )
     ledger = pinger.result()
     after = live.read()
     problems = flow_mismatches(before, after, pinger.pid, ledger, pinger.comm, "pinger")
@@ -69,11 +71,13 @@ def test_af_packet(live: Any, spawn: Any, netns: Any) -> None:
     marker = os.urandom(8)
     sizes = (46, 200, 1400)
     before = live.read()
-    receiver = spawn("nm-pkt-recv", packet_receiver, netns.ns_if, len(sizes), marker,
-                     netns=netns.name)
+    receiver = spawn(
+        "nm-pkt-recv", packet_receiver, netns.ns_if, len(sizes), marker, netns=netns.name
+    )
     receiver.recv()
-    sender = spawn("nm-pkt-send", packet_sender, netns.host_if, netns.host_mac, netns.ns_mac,
-                   sizes, marker)
+    sender = spawn(
+        "nm-pkt-send", packet_sender, netns.host_if, netns.host_mac, netns.ns_mac, sizes, marker
+    )
     send_ledger = sender.result()
     recv_ledger = receiver.result()
     after = live.read()

@@ -35,8 +35,14 @@ def _chunks(total: int, chunk: int) -> tuple[int, ...]:
 
 @pytest.mark.parametrize(("proto", "send_op", "recv_op", "net"), CASES)
 def test_io_uring(
-    live: Any, spawn: Any, uring_io: Path, request: pytest.FixtureRequest, proto: str,
-    send_op: str, recv_op: str, net: str,
+    live: Any,
+    spawn: Any,
+    uring_io: Path,
+    request: pytest.FixtureRequest,
+    proto: str,
+    send_op: str,
+    recv_op: str,
+    net: str,
 ) -> None:
     host, ns = server_endpoint(request, net)
     total, chunk = (200_003, 16384) if proto == "tcp" else (40_000, 3000)
@@ -48,11 +54,16 @@ def test_io_uring(
     port = server.recv()
     prog = subprocess.Popen(
         [str(uring_io), proto, host, str(port), send_op, recv_op, str(total), str(chunk)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert prog.stdout is not None and prog.stdin is not None
-        assert prog.stdout.readline().strip() == "connected", prog.stderr.read() if prog.stderr else ""
+        assert prog.stdout.readline().strip() == "connected", (
+            prog.stderr.read() if prog.stderr else ""
+        )
         prog.stdin.write("go\n")
         prog.stdin.flush()
         out, err = prog.communicate(timeout=60)

@@ -37,17 +37,37 @@ def server_endpoint(request: pytest.FixtureRequest, net: str) -> tuple[str, str 
 @pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize(("send_method", "recv_method"), TCP_PAIRS)
 def test_tcp(
-    live: Any, spawn: Any, request: pytest.FixtureRequest, net: str, send_method: str,
+    live: Any,
+    spawn: Any,
+    request: pytest.FixtureRequest,
+    net: str,
+    send_method: str,
     recv_method: str,
 ) -> None:
     host, ns = server_endpoint(request, net)
     to_server, to_client = 300_001, 150_007
     before = live.read()
-    server = spawn(f"s-{send_method}-{recv_method}", tcp_server, host, send_method, recv_method,
-                   to_server, to_client, netns=ns)
+    server = spawn(
+        f"s-{send_method}-{recv_method}",
+        tcp_server,
+        host,
+        send_method,
+        recv_method,
+        to_server,
+        to_client,
+        netns=ns,
+    )
     port = server.recv()
-    client = spawn(f"c-{send_method}-{recv_method}", tcp_client, host, port, send_method,
-                   recv_method, to_server, to_client)
+    client = spawn(
+        f"c-{send_method}-{recv_method}",
+        tcp_client,
+        host,
+        port,
+        send_method,
+        recv_method,
+        to_server,
+        to_client,
+    )
     client_ledger = client.result()
     server.send("close")
     server_ledger = server.result()

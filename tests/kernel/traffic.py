@@ -13,17 +13,21 @@ read and no EAGAIN whose counting could be argued about.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import ipaddress
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import random
+import select
 import signal
 import socket
 import struct
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -104,7 +108,7 @@ def norm_ip(addr: str) -> str:
 
 
 def family_name(family: int) -> str:
-    return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}[family]
+    return {int(socket.AF_INET): "IPv4", int(socket.AF_INET6): "IPv6"}[int(family)]
 
 
 def family_of(ip: str) -> int:
@@ -157,12 +161,10 @@ class Child:
                     enter_netns(netns)
                 set_comm(self.comm)
                 child_end.send(("done", fn(child_end, *args)))
-            except BaseException:  # noqa: BLE001 - reported to the test
+            except BaseException:
                 status = 1
-                try:
+                with contextlib.suppress(BaseException):
                     child_end.send(("error", traceback.format_exc()))
-                except BaseException:  # noqa: BLE001
-                    pass
             finally:
                 os._exit(status)
         child_end.close()
@@ -192,6 +194,10 @@ class Child:
     def send(self, value: Any) -> None:
         self._ctl.send(value)
 
+    def fileno(self) -> int:
+        """Readable when the child has sent something (or died)."""
+        return self._ctl.fileno()
+
     def result(self, timeout: float = 60) -> Any:
         """Wait for the child's return value and reap it."""
         if not self._done:
@@ -210,10 +216,8 @@ class Child:
 
     def kill(self) -> None:
         if not self._reaped:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.reap()
 
 
@@ -267,7 +271,8 @@ def parse_sockaddr(raw: bytes) -> tuple[str, int]:
 
 def bind_explicit_port(sock: socket.socket, host: str) -> int:
     """Bind to an explicit, non-zero port below the ephemeral range."""
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(20000, min(low, 32000))
@@ -456,8 +461,20 @@ def stream_recv(sock: socket.socket, method: str, total: int, chunk: int, tally:
         raise AssertionError(f"received {done}, expected {total}")
 
 
+def gate(ctl: Conn) -> None:
+    """Tell the test we are set up, and wait until it says go."""
+    tell(ctl, "gated")
+    ctl.recv()
+
+
 def tcp_server(
-    ctl: Conn, host: str, send_method: str, recv_method: str, n_in: int, n_out: int
+    ctl: Conn,
+    host: str,
+    send_method: str,
+    recv_method: str,
+    n_in: int,
+    n_out: int,
+    gated: bool = False,
 ) -> Ledger:
     """Accept one connection, receive n_in bytes, then send n_out back."""
     ls = socket.socket(family_of(host), socket.SOCK_STREAM)
@@ -468,6 +485,8 @@ def tcp_server(
     set_recv_timeout(ls)
     conn, peer = ls.accept()
     set_recv_timeout(conn)
+    if gated:
+        gate(ctl)
     ledger = Ledger()
     tally = ledger.at("TCP", family_name(ls.family), port, norm_ip(peer[0]), "server")
     stream_recv(conn, recv_method, n_in, 32768, tally)
@@ -479,12 +498,21 @@ def tcp_server(
 
 
 def tcp_client(
-    ctl: Conn, host: str, port: int, send_method: str, recv_method: str, n_out: int, n_in: int
+    ctl: Conn,
+    host: str,
+    port: int,
+    send_method: str,
+    recv_method: str,
+    n_out: int,
+    n_in: int,
+    gated: bool = False,
 ) -> Ledger:
     """Connect, send n_out bytes, then receive n_in."""
     s = socket.socket(family_of(host), socket.SOCK_STREAM)
     set_recv_timeout(s)
     s.connect((host, port))
+    if gated:
+        gate(ctl)
     ledger = Ledger()
     tally = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
     stream_send(s, send_method, n_out, 65536, tally)
@@ -502,7 +530,10 @@ DGRAM_SIZES = (1, 100, 512, 1400, 1473, 9000, 30000)
 
 
 def dgram_send(
-    sock: socket.socket, method: str, sizes: Iterable[int], dest: tuple[str, int] | None,
+    sock: socket.socket,
+    method: str,
+    sizes: Iterable[int],
+    dest: tuple[str, int] | None,
     ledger_tally: Callable[[str], Tally],
 ) -> None:
     """Send one datagram per size; `dest` None means the socket is connected."""
@@ -574,7 +605,9 @@ def dgram_recv(
     return peers
 
 
-def udp_server(ctl: Conn, host: str, method: str, sizes: tuple[int, ...]) -> Ledger:
+def udp_server(
+    ctl: Conn, host: str, method: str, sizes: tuple[int, ...], gated: bool = False
+) -> Ledger:
     """Bind an explicit port, receive len(sizes) datagrams, answer each with the same size."""
     s = socket.socket(family_of(host), socket.SOCK_DGRAM)
     big_rcvbuf(s)
@@ -589,6 +622,8 @@ def udp_server(ctl: Conn, host: str, method: str, sizes: tuple[int, ...]) -> Led
         s.connect(client)
         peer_ip = norm_ip(client[0])
         tell(ctl, "connected")
+    if gated:
+        gate(ctl)
 
     def tally(ip: str) -> Tally:
         return ledger.at("UDP", fam, port, norm_ip(ip or peer_ip), "server")
@@ -605,7 +640,9 @@ def udp_server(ctl: Conn, host: str, method: str, sizes: tuple[int, ...]) -> Led
     return ledger
 
 
-def udp_client(ctl: Conn, host: str, port: int, method: str, sizes: tuple[int, ...]) -> Ledger:
+def udp_client(
+    ctl: Conn, host: str, port: int, method: str, sizes: tuple[int, ...], gated: bool = False
+) -> Ledger:
     s = socket.socket(family_of(host), socket.SOCK_DGRAM)
     big_rcvbuf(s)
     set_recv_timeout(s)
@@ -615,10 +652,14 @@ def udp_client(ctl: Conn, host: str, port: int, method: str, sizes: tuple[int, .
     def tally(ip: str) -> Tally:
         return ledger.at("UDP", fam, port, norm_ip(ip or host), "client")
 
+    if gated and method not in CONNECTED_DGRAM:
+        raise ValueError("only connected UDP clients can be gated")
     if method in CONNECTED_DGRAM:
         s.connect((host, port))
         tell(ctl, s.getsockname()[:2])
         ctl.recv()  # the server is connected back to us
+        if gated:
+            gate(ctl)
         dgram_send(s, method, sizes, None, tally)
     else:
         dgram_send(s, method, sizes, (host, port), tally)
@@ -634,7 +675,7 @@ def udp_client(ctl: Conn, host: str, port: int, method: str, sizes: tuple[int, .
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -749,3 +790,246 @@ def packet_sender(
         ledger.at("PACKET", "PACKET", 0, None, "unknown").sent(n)
     s.close()
     return ledger
+
+
+# --------------------------------------------------------------------------
+# attribution
+
+
+def udp_sink(ctl: Conn, host: str) -> Ledger:
+    """Bind an explicit port and count datagrams until the test says how many
+    were sent and that many have arrived."""
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    big_rcvbuf(s, 16 << 20)
+    set_recv_timeout(s)
+    port = bind_explicit_port(s, host)
+    tell(ctl, port)
+    ledger = Ledger()
+    fam = family_name(s.family)
+    received, target = 0, None
+    while target is None or received < target:
+        if target is None:
+            ready, _, _ = select.select([s.fileno(), ctl.fileno()], [], [], RECV_TIMEOUT_S)
+            if not ready:
+                raise TimeoutError("sink: nothing happened")
+            if ctl.fileno() in ready:
+                target = ctl.recv()
+                continue
+        data, addr = s.recvfrom(65536)
+        ledger.at("UDP", fam, port, norm_ip(addr[0]), "server").recv(len(data))
+        received += 1
+    s.close()
+    return ledger
+
+
+def short_lived_sender(ctl: Conn, host: str, port: int, sizes: tuple[int, ...]) -> Ledger:
+    """Runs in a short-lived process: a few datagrams, then exit."""
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    ledger = Ledger()
+    t = ledger.at("UDP", family_name(s.family), port, norm_ip(host), "client")
+    for n in sizes:
+        t.sent(s.sendto(payload(n, seed=n), (host, port)))
+    s.close()
+    return ledger
+
+
+def forked(comm: str, fn: Callable[[], Ledger]) -> tuple[int, Ledger]:
+    """Run fn in a forked grandchild named comm; returns its pid and ledger."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the grandchild
+        status = 0
+        try:
+            os.close(r)
+            set_comm(comm)
+            data = pickle.dumps(fn())
+        except BaseException:
+            data, status = pickle.dumps(traceback.format_exc()), 1
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        result = pickle.loads(f.read())
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise ChildError(f"forked {comm} failed:\n{result}")
+    return pid, result
+
+
+def inherit_client(ctl: Conn, host: str, port: int, sizes: tuple[int, int, int]) -> dict[str, Any]:
+    """Connect and send, fork a child that writes on the inherited socket and
+    exits, then send again. The peer only receives."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    fid: FlowId = ("TCP", family_name(s.family), port, norm_ip(host), "client")
+    mine = Ledger()
+    stream_send(s, "send", sizes[0], 65536, mine.at(*fid))
+
+    def kid() -> Ledger:
+        theirs = Ledger()
+        stream_send(s, "write", sizes[1], 65536, theirs.at(*fid))
+        return theirs
+
+    kid_pid, kid_ledger = forked("nm-inh-kid", kid)
+    stream_send(s, "sendmsg", sizes[2], 65536, mine.at(*fid))
+    s.close()
+    return {"parent": mine, "kid_pid": kid_pid, "kid": kid_ledger}
+
+
+def inherit_server(ctl: Conn, host: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
+    """Accept, receive, fork a child that answers on the accepted socket,
+    then answer again. The child's bytes are role server, port = our port."""
+    ls = socket.socket(family_of(host), socket.SOCK_STREAM)
+    ls.bind((host, 0))
+    ls.listen(1)
+    port = ls.getsockname()[1]
+    tell(ctl, port)
+    set_recv_timeout(ls)
+    conn, peer = ls.accept()
+    set_recv_timeout(conn)
+    fid: FlowId = ("TCP", family_name(ls.family), port, norm_ip(peer[0]), "server")
+    mine = Ledger()
+    stream_recv(conn, "recv", sizes[0], 32768, mine.at(*fid))
+
+    def kid() -> Ledger:
+        theirs = Ledger()
+        stream_send(conn, "send", sizes[1], 65536, theirs.at(*fid))
+        return theirs
+
+    kid_pid, kid_ledger = forked("nm-inh-srvkid", kid)
+    stream_send(conn, "write", sizes[2], 65536, mine.at(*fid))
+    ctl.recv()
+    conn.close()
+    return {"parent": mine, "kid_pid": kid_pid, "kid": kid_ledger}
+
+
+def sink_server(ctl: Conn, host: str, connections: int, each: int) -> Ledger:
+    """Accept `connections` connections and read exactly `each` bytes from each."""
+    ls = socket.socket(family_of(host), socket.SOCK_STREAM)
+    ls.bind((host, 0))
+    ls.listen(connections)
+    port = ls.getsockname()[1]
+    tell(ctl, port)
+    set_recv_timeout(ls)
+    ledger = Ledger()
+    for _ in range(connections):
+        conn, peer = ls.accept()
+        set_recv_timeout(conn)
+        fid: FlowId = ("TCP", family_name(ls.family), port, norm_ip(peer[0]), "server")
+        stream_recv(conn, "recv", each, 32768, ledger.at(*fid))
+        conn.close()
+    ls.close()
+    return ledger
+
+
+def dup_client(ctl: Conn, host: str, port: int, sizes: tuple[int, int, int]) -> Ledger:
+    """Send on the socket, on a dup() of it and on a dup2() of it."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    ledger = Ledger()
+    t = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
+    stream_send(s, "send", sizes[0], 65536, t)
+    d = os.dup(s.fileno())
+    d2 = os.dup2(s.fileno(), 200)
+    s.close()  # only the duplicates are left
+    for fd, n in ((d, sizes[1]), (d2, sizes[2])):
+        dup = socket.socket(fileno=fd)
+        stream_send(dup, "write", n, 65536, t)
+        dup.close()
+    return ledger
+
+
+def threaded_client(ctl: Conn, host: str, port: int, threads: int, each: int) -> dict[str, Any]:
+    """`threads` threads, each named, each on its own connection to the same port."""
+    ledgers: list[Ledger] = []
+    tids: list[int] = []
+    errors: list[str] = []
+    names = [f"nm-thr-{i}" for i in range(threads)]
+    lock = threading.Lock()
+
+    def run(name: str) -> None:
+        try:
+            set_comm(name)
+            s = socket.socket(family_of(host), socket.SOCK_STREAM)
+            s.connect((host, port))
+            ledger = Ledger()
+            t = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
+            stream_send(s, "send", each, 8192, t)
+            s.close()
+            with lock:
+                ledgers.append(ledger)
+                tids.append(threading.get_native_id())
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in names]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise ChildError("\n".join(errors))
+    total = Ledger()
+    for ledger in ledgers:
+        total.merge(ledger)
+    return {"ledger": total, "tids": tids, "names": names}
+
+
+def local_only(ctl: Conn, tmpdir: str) -> dict[str, int]:
+    """AF_UNIX stream and datagram sockets, pipes and files: none of it is network traffic."""
+    moved: dict[str, int] = {}
+    data = payload(50_000)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    moved["unix_stream_send"] = a.send(data[:20000])
+    moved["unix_stream_recv"] = len(b.recv(20000))
+    moved["unix_stream_write"] = os.write(a.fileno(), data[:1000])
+    moved["unix_stream_read"] = len(os.read(b.fileno(), 1000))
+    moved["unix_stream_sendmsg"] = a.sendmsg([data[:500], data[:500]])
+    moved["unix_stream_recvmsg"] = b.recvmsg_into([bytearray(1000)])[0]
+    moved["unix_stream_writev"] = os.writev(a.fileno(), [data[:10], data[:20]])
+    moved["unix_stream_readv"] = os.readv(b.fileno(), [bytearray(30)])
+    with tempfile.TemporaryFile() as f:
+        f.write(data[:4000])
+        f.flush()
+        moved["unix_stream_sendfile"] = os.sendfile(a.fileno(), f.fileno(), 0, 4000)
+        r, w = os.pipe()
+        moved["unix_stream_splice_out"] = os.splice(b.fileno(), w, 4000)
+        moved["pipe_read"] = len(os.read(r, 4000))
+        moved["pipe_write"] = os.write(w, data[:3000])
+        moved["unix_stream_splice_in"] = os.splice(r, a.fileno(), 3000)
+        moved["unix_stream_recv2"] = len(b.recv(3000))
+        os.close(r)
+        os.close(w)
+    a.close()
+    b.close()
+    c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    moved["unix_dgram_send"] = c.send(data[:900])
+    moved["unix_dgram_recv"] = len(d.recv(2000))
+    c.close()
+    d.close()
+    path = os.path.join(tmpdir, "sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    cli = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    moved["unix_dgram_sendto"] = cli.sendto(data[:700], path)
+    moved["unix_dgram_recvfrom"] = len(srv.recvfrom(2000)[0])
+    cli.close()
+    srv.close()
+    r, w = os.pipe()
+    moved["pipe_writev"] = os.writev(w, [data[:100], data[:200]])
+    moved["pipe_readv"] = os.readv(r, [bytearray(300)])
+    os.close(r)
+    os.close(w)
+    fpath = os.path.join(tmpdir, "file")
+    fd = os.open(fpath, os.O_RDWR | os.O_CREAT, 0o600)
+    moved["file_write"] = os.write(fd, data)
+    moved["file_pread"] = len(os.pread(fd, 50_000, 0))
+    os.lseek(fd, 0, os.SEEK_SET)
+    moved["file_read"] = len(os.read(fd, 50_000))
+    moved["file_writev"] = os.writev(fd, [data[:10], data[:10]])
+    out = os.open(fpath + "2", os.O_RDWR | os.O_CREAT, 0o600)
+    moved["file_sendfile"] = os.sendfile(out, fd, 0, 50_000)
+    os.close(out)
+    os.close(fd)
+    return moved
