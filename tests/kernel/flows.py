@@ -59,6 +59,8 @@ def flow_mismatches(
         g, w = got.get(key), want.get(key)
         if g != w:
             problems.append(f"{what} pid {pid} flow {_key(key)}: expected {_fmt(w)}; got {_fmt(g)}")
+        elif after.flows[key].kernel:
+            problems.append(f"{what} pid {pid} flow {_key(key)}: marked as a kernel thread's")
         elif comms is not None:
             c = after.flows[key].comm
             if c not in comms:

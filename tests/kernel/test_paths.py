@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from .flows import assert_no_problems, flow_mismatches, protocol_shortfall
-from .traffic import DGRAM_SIZES, tcp_client, tcp_server, udp_client, udp_server
+from .traffic import CONNECTED_DGRAM, DGRAM_SIZES, tcp_client, tcp_server, udp_client, udp_server
 
 # where the server lives: (address, in the test namespace?)
 NETS = ("lo4", "lo6", "veth4", "veth6")
@@ -21,8 +21,9 @@ TCP_PAIRS = [
     ("writev", "readv"),
     ("sendfile", "splice"),
     ("splice", "peek"),
+    ("send", "peekmsg"),
 ]
-UDP_METHODS = ("sendto", "sendmsg", "mmsg", "send", "write", "writev", "peek")
+UDP_METHODS = ("sendto", "sendmsg", "mmsg", "send", "write", "writev", "peek", "peekmmsg")
 
 
 def server_endpoint(request: pytest.FixtureRequest, net: str) -> tuple[str, str | None]:
@@ -89,7 +90,7 @@ def test_udp(live: Any, spawn: Any, request: pytest.FixtureRequest, net: str, me
     server = spawn(f"us-{method}", udp_server, host, method, sizes, netns=ns)
     port = server.recv()
     client = spawn(f"uc-{method}", udp_client, host, port, method, sizes)
-    if method in ("send", "write", "writev", "peek"):  # connected both ways
+    if method in CONNECTED_DGRAM:  # connected both ways
         server.send(client.recv())
         client.send(server.recv())
     client_ledger = client.result()

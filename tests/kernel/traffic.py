@@ -331,7 +331,7 @@ def sendmmsg(fd: int, datagrams: list[bytes], dest: tuple[str, int] | None) -> l
     return [vec[i].msg_len for i in range(sent)]
 
 
-def recvmmsg(fd: int, vlen: int, size: int) -> list[tuple[int, str, int]]:
+def recvmmsg(fd: int, vlen: int, size: int, flags: int = 0) -> list[tuple[int, str, int]]:
     """One recvmmsg(2) call with MSG_WAITFORONE: (msg_len, peer ip, port) per message."""
     vec = (_Mmsghdr * vlen)()
     keep: list[Any] = []
@@ -344,7 +344,7 @@ def recvmmsg(fd: int, vlen: int, size: int) -> list[tuple[int, str, int]]:
         vec[i].msg_hdr.msg_iovlen = 1
         vec[i].msg_hdr.msg_name = ctypes.cast(name, ctypes.c_void_p)
         vec[i].msg_hdr.msg_namelen = 128
-    got = _check(libc.recvmmsg(fd, vec, vlen, MSG_WAITFORONE, None), "recvmmsg")
+    got = _check(libc.recvmmsg(fd, vec, vlen, MSG_WAITFORONE | flags, None), "recvmmsg")
     out = []
     for i in range(got):
         name_buf = keep[i * 3 + 2]
@@ -363,7 +363,7 @@ def libc_sendto_connected(fd: int, data: bytes) -> int:
 # stream (TCP) send and receive, by method
 
 STREAM_SEND = ("send", "sendto", "sendmsg", "write", "writev", "sendfile", "splice")
-STREAM_RECV = ("recv", "recvfrom", "recvmsg", "read", "readv", "splice", "peek")
+STREAM_RECV = ("recv", "recvfrom", "recvmsg", "read", "readv", "splice", "peek", "peekmsg")
 
 
 def stream_send(sock: socket.socket, method: str, total: int, chunk: int, tally: Tally) -> None:
@@ -442,6 +442,13 @@ def stream_recv(sock: socket.socket, method: str, total: int, chunk: int, tally:
                 left = n
                 while left:  # drain the pipe: pipe reads are not network traffic
                     left -= len(os.read(pipe[0], left))
+            elif method == "peekmsg":  # MSG_PEEK through recvmsg(2)
+                peeked = sock.recvmsg_into([bytearray(want)], 0, socket.MSG_PEEK)[0]
+                if peeked <= 0:
+                    raise AssertionError("peek returned nothing")
+                n = sock.recvmsg_into([bytearray(peeked)])[0]
+                if n != peeked:
+                    raise AssertionError(f"read {n} after peeking {peeked}")
             elif method == "peek":
                 peeked = len(sock.recv(want, socket.MSG_PEEK))
                 if peeked <= 0:
@@ -524,8 +531,8 @@ def tcp_client(
 # --------------------------------------------------------------------------
 # datagram (UDP) exchanges
 
-DGRAM_METHODS = ("sendto", "sendmsg", "mmsg", "send", "write", "writev", "peek")
-CONNECTED_DGRAM = ("send", "write", "writev", "peek")
+DGRAM_METHODS = ("sendto", "sendmsg", "mmsg", "send", "write", "writev", "peek", "peekmmsg")
+CONNECTED_DGRAM = ("send", "write", "writev", "peek", "peekmmsg")
 DGRAM_SIZES = (1, 100, 512, 1400, 1473, 9000, 30000)
 
 
@@ -555,7 +562,7 @@ def dgram_send(
             assert dest is not None
             half = len(data) // 2
             n = sock.sendmsg([data[:half], data[half:]], [], 0, dest)
-        elif method in ("send", "peek"):
+        elif method in ("send", "peek", "peekmmsg"):
             n = sock.send(data)
         elif method == "write":
             n = os.write(fd, data)
@@ -593,6 +600,11 @@ def dgram_recv(
             n, ip, port = len(os.read(fd, size)), "", 0
         elif method == "writev":
             n, ip, port = os.readv(fd, [bytearray(700), bytearray(size)]), "", 0
+        elif method == "peekmmsg":  # MSG_PEEK through recvmmsg(2), then a plain read
+            (peeked, _ip, _port), *_ = recvmmsg(fd, 1, size, socket.MSG_PEEK)
+            n, ip, port = len(os.read(fd, size)), "", 0
+            if n != peeked:
+                raise AssertionError(f"read {n} after peeking {peeked}")
         elif method == "peek":
             peeked = len(sock.recv(size, socket.MSG_PEEK))
             n, ip, port = len(sock.recv(size)), "", 0
@@ -1033,3 +1045,96 @@ def local_only(ctl: Conn, tmpdir: str) -> dict[str, int]:
     os.close(out)
     os.close(fd)
     return moved
+
+
+# --------------------------------------------------------------------------
+# edge cases
+
+
+def sized_sink(ctl: Conn, host: str) -> Ledger:
+    """Accept one connection; read exactly as many bytes as the test says."""
+    ls = socket.socket(family_of(host), socket.SOCK_STREAM)
+    ls.bind((host, 0))
+    ls.listen(1)
+    port = ls.getsockname()[1]
+    tell(ctl, port)
+    set_recv_timeout(ls)
+    conn, peer = ls.accept()
+    set_recv_timeout(conn)
+    total = ctl.recv()
+    ledger = Ledger()
+    fid: FlowId = ("TCP", family_name(ls.family), port, norm_ip(peer[0]), "server")
+    stream_recv(conn, "recv", total, 65536, ledger.at(*fid))
+    tell(ctl, "drained")
+    ctl.recv()
+    conn.close()
+    return ledger
+
+
+def nonblocking_client(ctl: Conn, host: str, port: int) -> dict[str, Any]:
+    """Calls that fail with EAGAIN move nothing: receive on an empty socket,
+    then send until the socket buffer is full (the peer is not reading yet)."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    s.setblocking(False)
+    ledger = Ledger()
+    t = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
+    failed = 0
+    for attempt in (lambda: s.recv(100), lambda: os.read(s.fileno(), 100), lambda: s.recv(1)):
+        try:
+            attempt()
+            raise AssertionError("a receive on an empty socket returned data")
+        except BlockingIOError:
+            failed += 1
+    data = payload(65536)
+    while True:
+        try:
+            t.sent(s.send(data))
+        except BlockingIOError:
+            failed += 1
+            break
+    for _ in range(3):
+        try:
+            t.sent(os.write(s.fileno(), data))
+        except BlockingIOError:
+            failed += 1
+    tell(ctl, t.bytes_sent)
+    ctl.recv()  # the peer read everything
+    s.close()
+    return {"ledger": ledger, "failed": failed}
+
+
+def renaming_client(
+    ctl: Conn, host: str, port: int, sizes: tuple[int, int], new_name: str
+) -> Ledger:
+    """Send under the process's first name, rename it, send again."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    ledger = Ledger()
+    t = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
+    stream_send(s, "send", sizes[0], 65536, t)
+    set_comm(new_name)
+    stream_send(s, "send", sizes[1], 65536, t)
+    s.close()
+    return ledger
+
+
+def udp_many_peers(ctl: Conn, servers: list[tuple[str, int]], sizes: tuple[int, ...]) -> Ledger:
+    """One unconnected UDP socket talking to several servers: one flow per peer."""
+    s = socket.socket(family_of(servers[0][0]), socket.SOCK_DGRAM)
+    big_rcvbuf(s)
+    set_recv_timeout(s)
+    ledger = Ledger()
+    fam = family_name(s.family)
+    port_of = {norm_ip(ip): port for ip, port in servers}
+    for ip, port in servers:
+        for n in sizes:
+            ledger.at("UDP", fam, port, norm_ip(ip), "client").sent(
+                s.sendto(payload(n, seed=n), (ip, port))
+            )
+    for _ in range(len(servers) * len(sizes)):
+        data, addr = s.recvfrom(65536)
+        ip = norm_ip(addr[0])
+        ledger.at("UDP", fam, port_of[ip], ip, "client").recv(len(data))
+    s.close()
+    return ledger
