@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 
 from netmon.ui.text import display_width
-from netmon.view import Frame, Role
+from netmon.view import Frame, Line, Role
 
 KEY_POLL_MS = 10  # keys are polled ~100 times a second
 
@@ -67,6 +67,8 @@ class CursesScreen:
         self.unicode = unicode
         self.attrs = role_attributes(colours)
         self._cursor_visible: bool | None = None
+        self._painted: tuple[Line, ...] = ()
+        self._painted_size: tuple[int, int] | None = None
 
     def size(self) -> tuple[int, int]:
         """(height, width)."""
@@ -88,11 +90,19 @@ class CursesScreen:
         return key if key.isprintable() else None
 
     def paint(self, frame: Frame) -> None:
-        """Draw the frame's lines (only the visible rows) and refresh; curses
-        sends the terminal only the cells that changed."""
+        """Draw the lines that differ from the previous frame, then refresh;
+        curses sends the terminal only the cells that changed."""
         win = self.window
-        win.erase()
+        previous = self._painted
+        if (frame.width, frame.height) != self._painted_size:
+            win.erase()
+            previous = ()
         for y, line in enumerate(frame.lines):
+            if y < len(previous) and (line is previous[y] or line == previous[y]):
+                continue
+            with contextlib.suppress(curses.error):
+                win.move(y, 0)
+                win.clrtoeol()
             x = 0
             for seg in line:
                 if not seg.text:
@@ -101,6 +111,12 @@ class CursesScreen:
                 with contextlib.suppress(curses.error):
                     win.addstr(y, x, seg.text, self.attrs[seg.role])
                 x += display_width(seg.text)
+        for y in range(len(frame.lines), len(previous)):
+            with contextlib.suppress(curses.error):
+                win.move(y, 0)
+                win.clrtoeol()
+        self._painted = frame.lines
+        self._painted_size = (frame.width, frame.height)
         self._show_cursor(frame.cursor is not None)
         if frame.cursor is not None:
             with contextlib.suppress(curses.error):

@@ -60,7 +60,7 @@ def char_width(ch: str) -> int:
 def display_width(text: str) -> int:
     if text.isascii():
         return len(text)
-    return sum(char_width(ch) for ch in text)
+    return sum(map(char_width, text))
 
 
 def truncate(text: str, width: int, ellipsis: str = "…") -> str:
@@ -89,6 +89,8 @@ def truncate(text: str, width: int, ellipsis: str = "…") -> str:
 
 def fit(text: str, width: int, align: str = "left", ellipsis: str = "…") -> str:
     """Exactly `width` cells: truncated, then padded on the right (or left)."""
+    if text.isascii() and len(text) <= width:  # the common case, kept fast
+        return text.rjust(width) if align == "right" else text.ljust(width)
     text = truncate(text, width, ellipsis)
     gap = width - display_width(text)
     if gap <= 0:

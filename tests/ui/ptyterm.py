@@ -33,12 +33,29 @@ class _Screen(pyte.Screen):
     - REP (CSI n b, repeat the last character) and SU/SD (CSI n S / T,
       scroll the region), which ncurses uses to update the screen when
       terminfo has them (xterm-256color does);
+    - the rendering of a half-overwritten wide character (see `display`);
     - a zero-width character that is not a combining mark (the emoji
       variation selector U+FE0F) stops pyte's drawing of the rest of the
       chunk; a real terminal attaches it to the previous cell, so drop it.
     """
 
     _last_char = " "
+
+    @property
+    def display(self) -> list[str]:
+        # pyte's own version fails on the empty stub a wide character leaves
+        # when a narrow one overwrites its first half; a terminal shows a blank.
+        out = []
+        for y in range(self.lines):
+            row = self.buffer[y]
+            chars: list[str] = []
+            x = 0
+            while x < self.columns:
+                data = row[x].data
+                chars.append(data or " ")
+                x += 2 if data and wcwidth(data[0]) == 2 else 1
+            out.append("".join(chars))
+        return out
 
     def draw(self, data: str) -> None:
         if not data.isascii():

@@ -164,12 +164,16 @@ def test_anomalous_rows_have_the_anomaly_role() -> None:
     assert roles[10] == {Role.NORMAL}
 
 
-def test_rows_fill_the_width_so_highlighted_rows_form_a_bar() -> None:
-    frame = make_view(sample()).frame(UIState(), 97, 30)
+def test_highlighted_rows_and_titles_fill_the_width_others_end_at_their_text() -> None:
+    # 150 columns: more than all columns at their widest.
+    frame = make_view(sample()).frame(UIState(), 150, 30)
     table = frame.lines[HEADER_LINES - 1 : HEADER_LINES + 4]
     assert all(table)
-    for line in table:
-        assert sum(display_width(s.text) for s in line) == 97
+    widths = [sum(display_width(s.text) for s in line) for line in table]
+    assert widths[0] == 150  # titles
+    assert widths[1] == 150  # pid 20, anomalous
+    assert all(w < 150 for w in widths[2:])
+    assert all(not line[-1].text.endswith(" ") for line in table[2:])
     assert frame.lines[HEADER_LINES + 4 : -1] == ((),) * (30 - HEADER_LINES - 5)
 
 
