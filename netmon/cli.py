@@ -32,32 +32,34 @@ class SourceFactory(Protocol):
     def __call__(self, *, probes: str, max_flows: int) -> OpenedSource: ...
 
 
-def _bcc_missing(exc: ImportError) -> BccMissing:
-    return BccMissing(
-        f"cannot import the bcc Python module ({exc}); install BCC's Python "
-        "bindings (Debian/Ubuntu: apt install python3-bpfcc)"
-    )
+@contextlib.contextmanager
+def _bcc_required() -> Iterator[None]:
+    """Report a missing bcc module as BccMissing wherever it is first imported."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name != "bcc":
+            raise
+        raise BccMissing(
+            "cannot import the bcc Python module: install BCC's Python bindings "
+            "(Debian/Ubuntu: apt-get install python3-bpfcc)"
+        ) from None
 
 
 def _open_live_source(*, probes: str, max_flows: int) -> OpenedSource:
-    try:
+    with _bcc_required():
         from netmon.sources.live import LiveSource
-    except ModuleNotFoundError as exc:
-        if exc.name == "bcc":
-            raise _bcc_missing(exc) from None
-        raise
-    source: OpenedSource = LiveSource.open(probes=probes, max_flows=max_flows)
+
+        source: OpenedSource = LiveSource.open(probes=probes, max_flows=max_flows)
     return source
 
 
 def _print_bpf(config: Config) -> int:
-    try:
+    with _bcc_required():
         from netmon.sources.live import render_program
-    except ModuleNotFoundError as exc:
-        if exc.name == "bcc":
-            raise _bcc_missing(exc) from None
-        raise
-    print(render_program(max_flows=config.max_flows, probes=config.probes))
+
+        program = render_program(max_flows=config.max_flows, probes=config.probes)
+    print(program)
     return 0
 
 
@@ -119,7 +121,7 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
     assert config.replay is not None
     from netmon.sources.replay import open_replay_feed
 
-    feed = open_replay_feed(config.replay, config.speed)
+    feed = open_replay_feed(config.replay, config.speed, clock=clock)
     try:
         if config.json:
             return _run_json(config, feed, clock, stop)

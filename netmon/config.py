@@ -105,8 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Per-process network monitor: live bytes and smoothed bandwidth per "
             "process, protocol, service port and peer, captured with eBPF. "
-            "Live capture needs root (or CAP_BPF + CAP_PERFMON); --replay and "
-            "--print-bpf do not."
+            "Live capture needs root (or CAP_BPF + CAP_PERFMON); --replay does not."
         ),
         epilog=(
             "Sizes and rates use binary units (1 KB = 1024 B), as top does. "

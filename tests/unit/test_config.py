@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pytest
+
+from netmon import __version__
+from netmon.config import Config, build_parser, parse_args
+
+
+def test_defaults() -> None:
+    c = parse_args([])
+    assert c == Config()
+    assert c.interval_s == 1.0
+    assert c.alpha == 0.4
+    assert c.threshold_bps == 10485760.0
+    assert c.count is None
+    assert c.probes == "auto"
+    assert c.max_flows == 10240
+    assert c.speed == 1.0
+    assert not (c.json or c.show_kernel or c.print_bpf)
+    assert c.record is None and c.replay is None and c.log_file is None
+
+
+def test_all_options() -> None:
+    c = parse_args(
+        [
+            "--interval", "250", "--alpha", "1", "--threshold", "512K", "--json",
+            "--count", "3", "--probes", "syscalls", "--show-kernel", "--max-flows", "64",
+            "--log-file", "/tmp/x.log",
+        ]
+    )  # fmt: skip
+    assert c.interval_s == pytest.approx(0.25)
+    assert c.alpha == 1.0
+    assert c.threshold_bps == 512 * 1024
+    assert (c.json, c.count, c.probes, c.show_kernel, c.max_flows) == (
+        True, 3, "syscalls", True, 64,
+    )  # fmt: skip
+    assert c.log_file == "/tmp/x.log"
+
+
+def test_short_options() -> None:
+    c = parse_args(["-i", "500", "-a", "0.5", "-t", "1M", "-j", "-n", "2", "-k"])
+    assert (c.interval_s, c.alpha, c.threshold_bps, c.json, c.count, c.show_kernel) == (
+        0.5, 0.5, 1048576.0, True, 2, True,
+    )  # fmt: skip
+
+
+def test_replay_options() -> None:
+    c = parse_args(["--replay", "rec.jsonl", "--speed", "2.5"])
+    assert (c.replay, c.speed) == ("rec.jsonl", 2.5)
+    assert parse_args(["--replay", "r", "--json", "--count", "1"]).json
+
+
+def test_record_option() -> None:
+    assert parse_args(["--record", "out.jsonl"]).record == "out.jsonl"
+
+
+def test_fractional_interval() -> None:
+    assert parse_args(["--interval", "12.5"]).interval_s == pytest.approx(0.0125)
+
+
+@pytest.mark.parametrize("text", ["10M", "10MB/s", "10485760", "10 MiB/s", "10m", "10485760B/s"])
+def test_threshold_forms(text: str) -> None:
+    assert parse_args(["--threshold", text]).threshold_bps == 10485760.0
+
+
+def test_zero_threshold_is_allowed() -> None:
+    assert parse_args(["--threshold", "0"]).threshold_bps == 0.0
+
+
+def test_print_bpf_is_hidden_from_help() -> None:
+    text = build_parser().format_help()
+    assert "--print-bpf" not in text
+    assert parse_args(["--print-bpf"]).print_bpf
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--interval", "--alpha", "--threshold", "--count", "--json", "--probes",
+        "--show-kernel", "--max-flows", "--record", "--replay", "--speed", "--version",
+        "--log-file",
+    ],
+)  # fmt: skip
+def test_every_option_is_documented(option: str) -> None:
+    help_text = build_parser().format_help()
+    assert option in help_text
+    action = next(a for a in build_parser()._actions if option in a.option_strings)
+    assert action.help and len(action.help) > 15
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"netmon {__version__}"
+
+
+def test_config_is_frozen() -> None:
+    c = parse_args([])
+    with pytest.raises(AttributeError):
+        c.alpha = 0.9  # type: ignore[misc]
