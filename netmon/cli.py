@@ -63,6 +63,20 @@ def _print_bpf(config: Config) -> int:
     return 0
 
 
+class _OneLineFormatter(logging.Formatter):
+    """`netmon: warning: ...` without tracebacks (those belong in --log-file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        bare = {
+            **record.__dict__,
+            "levelname": record.levelname.lower(),
+            "exc_info": None,
+            "exc_text": None,
+            "stack_info": None,
+        }
+        return super().format(logging.makeLogRecord(bare))
+
+
 @contextlib.contextmanager
 def _logging(config: Config) -> Iterator[None]:
     """Send the "netmon" loggers to --log-file, else to stderr with --json, else
@@ -73,13 +87,14 @@ def _logging(config: Config) -> Iterator[None]:
         except OSError as exc:
             raise NetmonError(f"cannot open log file {config.log_file}: {exc.strerror}") from None
         level = logging.INFO
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     elif config.json:
         handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLineFormatter("netmon: %(levelname)s: %(message)s"))
         level = logging.WARNING
     else:
         handler = logging.NullHandler()
         level = logging.WARNING
-    handler.setFormatter(logging.Formatter("%(asctime)s netmon: %(levelname)s: %(message)s"))
     saved = (log.level, log.propagate)
     log.addHandler(handler)
     log.setLevel(level)

@@ -39,6 +39,7 @@ class LiveFeed:
         self._closed = False
         self._failures = 0
         self._max_failures = max_failures
+        self._reported: set[str] = set()
 
     def next_due(self) -> float | None:
         return None if self._closed else self._due
@@ -69,9 +70,7 @@ class LiveFeed:
             raise
         except Exception as exc:  # the kernel maps can fail one read; keep going
             self._failures += 1
-            log.warning(
-                "reading counters failed (%d in a row): %s", self._failures, exc, exc_info=True
-            )
+            self._report("reading the kernel counters failed", exc)
             if self._failures >= self._max_failures:
                 raise NetmonError(
                     f"reading the kernel counters failed {self._failures} times in a row: {exc}"
@@ -84,5 +83,15 @@ class LiveFeed:
         except NetmonError:
             raise
         except Exception as exc:
-            log.warning("publishing rates to the kernel failed: %s", exc, exc_info=True)
+            self._report("publishing rates to the kernel failed", exc)
         return snap
+
+    def _report(self, what: str, exc: Exception) -> None:
+        """Warn once per distinct failure; repeats go to debug so that a
+        persistent problem does not flood stderr every interval."""
+        message = f"{what}: {type(exc).__name__}: {exc}"
+        if message in self._reported:
+            log.debug("%s (again)", message)
+        else:
+            self._reported.add(message)
+            log.warning("%s", message, exc_info=exc)

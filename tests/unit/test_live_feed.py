@@ -128,3 +128,20 @@ def test_close_closes_the_source_once_and_ends_the_feed() -> None:
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
         LiveFeed(FakeSource(), MetricsEngine(0.4, 1.0, 1.0), 0.0)
+
+
+def test_a_persistent_failure_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    feed, source, clock = make()
+
+    def broken(rates: object) -> None:
+        raise TypeError("incompatible key type")
+
+    source.publish_rates = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.DEBUG, logger="netmon"):
+        for _ in range(4):
+            assert feed.poll(clock.now) is not None
+            clock.advance(1.0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "incompatible key type" in warnings[0].getMessage()
+    assert sum("incompatible key type" in r.getMessage() for r in caplog.records) == 4
