@@ -126,9 +126,12 @@ def _run_json(
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): a normal end. Point stdout at
         # /dev/null so the interpreter's final flush does not complain.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        with contextlib.suppress(OSError, ValueError):  # ValueError: no real fd
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, sys.stdout.fileno())
+            finally:
+                os.close(devnull)
         return 0
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import signal
@@ -396,3 +397,19 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--threshold" in capsys.readouterr().out
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("netmon ")
+
+
+def test_closed_stdout_ends_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    clock = FakeClock()
+    source = FakeSource(clock=clock)
+    argv = ["--json"]
+    assert cli.main(argv, source_factory=Factory(source), clock=clock, stop=FakeStop(clock)) == 0
+    assert capsys.readouterr().err == ""
+    assert source.closed == 1
