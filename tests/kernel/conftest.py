@@ -155,6 +155,11 @@ def _wait_until(cond: Callable[[], bool], what: str, timeout: float = 10) -> Non
         step = min(step * 2, 0.2)
 
 
+def _allow_ping_sockets(ctl: Any) -> None:
+    with open("/proc/sys/net/ipv4/ping_group_range", "w") as f:  # this netns's own
+        f.write("0 2147483647\n")
+
+
 @pytest.fixture(scope="session")
 def netns(kernel_ready: None) -> Iterator[Netns]:
     tag = secrets.token_hex(3)
@@ -170,18 +175,8 @@ def netns(kernel_ready: None) -> Iterator[Netns]:
         _ip("-n", name, "-6", "addr", "add", "fd00:6e6d::2/64", "dev", ns_if, "nodad")
         _ip("-n", name, "link", "set", ns_if, "up")
         _ip("-n", name, "link", "set", "lo", "up")
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                name,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ping_group_range=0 2147483647",
-            ],
-            check=True,
-        )
+        # let ping sockets (SOCK_DGRAM ICMP) be used inside the namespace
+        Child("nm-netns-setup", _allow_ping_sockets, netns=name).result()
 
         def both_up() -> bool:
             host = json.loads(_ip("-j", "link", "show", "dev", host_if))[0]
