@@ -20,6 +20,9 @@ TEST_APT_LIST="$ROOT/tests/kernel/APT_PACKAGES"
 BASE_PACKAGES=(python3-bpfcc python3-venv gcc libc6-dev)
 
 export DEBIAN_FRONTEND=noninteractive
+# A fresh cloud machine often runs unattended-upgrades at boot: wait for its
+# dpkg lock instead of failing.
+APT_GET=(apt-get -o DPkg::Lock::Timeout=600)
 
 log() { printf 'setup: %s\n' "$*"; }
 warn() { printf 'setup: WARNING: %s\n' "$*" >&2; }
@@ -46,7 +49,7 @@ APT_UPDATED=0
 apt_update() {
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        as_root apt-get update -q
+        as_root "${APT_GET[@]}" update -q
         APT_UPDATED=1
     fi
 }
@@ -72,7 +75,7 @@ apt_install() {
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_update
         log "apt-get install ${missing[*]}"
-        as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+        as_root "${APT_GET[@]}" install -y -q --no-install-recommends "${missing[@]}"
     fi
 }
 
