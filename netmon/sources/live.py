@@ -103,7 +103,7 @@ def check_headers() -> None:
 
 def import_bcc() -> Any:
     try:
-        import bcc  # type: ignore[import-not-found]
+        import bcc
     except ImportError:
         raise BccMissing(
             "the bcc Python module is missing: install it with 'apt-get install python3-bpfcc' "
@@ -149,7 +149,9 @@ def _resolve_mode(bcc: Any, probes: str) -> str:
     if probes == "auto":
         return "socket" if has_socket_tps else "syscalls"
     if probes == "socket" and not has_socket_tps:
-        raise ProbeError("this kernel has no sock:sock_send_length tracepoint: use --probes syscalls")
+        raise ProbeError(
+            "this kernel has no sock:sock_send_length tracepoint: use --probes syscalls"
+        )
     return probes
 
 
@@ -192,7 +194,8 @@ class LiveSource:
     @classmethod
     def open(cls, probes: str = "auto", max_flows: int | None = None) -> LiveSource:
         if probes not in PROBE_MODES:
-            raise ProbeError(f"unknown probe mode {probes!r} (choose from {', '.join(PROBE_MODES)})")
+            choices = ", ".join(PROBE_MODES)
+            raise ProbeError(f"unknown probe mode {probes!r} (choose from {choices})")
         check_privileges()
         bcc = import_bcc()
         ensure_tracefs()
@@ -299,12 +302,13 @@ class LiveSource:
         if not pairs:
             return
         table = self._anomaly
-        keys = (table.Key * len(pairs))(*(k for k, _ in pairs))
+        # anomaly_map has its own ctypes class for the same C struct: copy the bytes.
+        keys = (table.Key * len(pairs))(*(table.Key.from_buffer_copy(k) for k, _ in pairs))
         values = (table.Leaf * len(pairs))(*(v for _, v in pairs))
         try:
             table.items_update_batch(keys, values)
         except Exception:
-            for key, value in zip(keys, values):
+            for key, value in zip(keys, values, strict=True):
                 table[key] = value
 
     def close(self) -> None:
@@ -320,4 +324,4 @@ class LiveSource:
         self.close()
 
 
-__all__ = ["LiveSource", "render_program", "PROBE_MODES", "BLIND_SPOTS"]
+__all__ = ["BLIND_SPOTS", "PROBE_MODES", "LiveSource", "render_program"]
