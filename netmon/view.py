@@ -408,8 +408,9 @@ class View:
         snap = self.snapshot
         if snap is None:
             return self._fit_line([Segment("waiting for data...", Role.HEADER)], width)
-        names = [p for p in PROTOCOL_ORDER if p in snap.protocols]
-        names += sorted(p for p in snap.protocols if p not in PROTOCOL_ORDER)
+        seen = {p for p, n in snap.protocols.items() if n}  # zeros are noise
+        names = [p for p in PROTOCOL_ORDER if p in seen]
+        names += sorted(seen - set(PROTOCOL_ORDER))
         text = "  ".join(f"{p} {format_bytes(snap.protocols[p])}" for p in names)
         return self._fit_line([Segment(text or "no traffic yet", Role.HEADER)], width)
 

@@ -19,6 +19,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 import pyte
 from wcwidth import wcwidth
@@ -241,7 +242,7 @@ class Terminal:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def __enter__(self) -> Terminal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

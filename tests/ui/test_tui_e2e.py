@@ -4,6 +4,7 @@ through a terminal emulator (pyte). No root needed."""
 from __future__ import annotations
 
 import curses
+import os
 import signal
 import termios
 from collections.abc import Callable, Iterator
@@ -368,3 +369,15 @@ def test_a_corrupt_recording_is_one_clear_line(term_factory: StartTerm, tmp_path
     assert f"{path}: line 3: invalid JSON" in t.text()
     assert b"Traceback" not in t.raw
     assert keycap("smcup") not in t.raw  # failed before the UI started
+
+
+def test_a_dropped_connection_ends_netmon(term_factory: StartTerm, main_file: Path) -> None:
+    """Like an ssh session dropping: the terminal goes away (the kernel sends
+    SIGHUP and further writes fail); netmon must exit, not spin or hang."""
+    t = term_factory(main_file)
+    ready(t)
+    os.close(t.slave)  # only the program holds the terminal now
+    t.slave = os.open(os.devnull, os.O_RDONLY)  # keeps close() simple
+    os.close(t.master)
+    t.master = os.open(os.devnull, os.O_RDONLY)
+    assert t.proc.wait(timeout=10) == 0

@@ -71,6 +71,13 @@ def test_header_shows_protocol_totals_in_a_fixed_order() -> None:
     assert lines[0].startswith("TCP 1.2 GB  UDP 34.0 MB  ICMP 12.0 KB")
 
 
+def test_header_leaves_out_protocols_without_traffic() -> None:
+    snap = snapshot([], protocols={"RAW": 0, "UDP": 5, "SCTP": 2048, "ICMP": 0})
+    assert text_lines(make_view(snap).frame(UIState(), 120, 30))[0] == "UDP 5 B  SCTP 2.0 KB"
+    empty = snapshot([], protocols={"TCP": 0})
+    assert text_lines(make_view(empty).frame(UIState(), 120, 30))[0] == "no traffic yet"
+
+
 def test_status_line_has_total_rate_counts_interval_and_alpha() -> None:
     snap = snapshot([flow(1, rate=1 * MB), flow(2, rate=2 * MB)], dropped=7)
     view = make_view(snap, replace(SETTINGS, interval_s=0.5, alpha=0.25))
