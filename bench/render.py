@@ -151,14 +151,17 @@ def paint_child(out: str, flows: int, repeat: int) -> None:
         view.set_snapshot(snap)
         frames = [view.frame(UIState(offset=k), width, height) for k in (0, 1)]
         screen.paint(frames[0])
-        changed, same, scrolling, new_data = [], [], [], []
+        changed: list[float] = []
+        same: list[float] = []
+        scrolling: list[float] = []
+        new_data: list[float] = []
         for i in range(repeat):
-            changed += timed(lambda i=i: screen.paint(frames[(i + 1) % 2]), 1)
+            changed += timed(lambda: screen.paint(frames[(i + 1) % 2]), 1)  # noqa: B023
         for _ in range(repeat):
             same += timed(lambda: screen.paint(frames[1]), 1)
         for i in range(repeat):
             state = UIState(offset=i % 1000)
-            scrolling += timed(lambda s=state: screen.paint(view.frame(s, width, height)), 1)
+            scrolling += timed(lambda: screen.paint(view.frame(state, width, height)), 1)  # noqa: B023
         state = UIState()
         updates = [snap, make_snapshot(flows, seed=2)]  # new values in every row
         for i in range(repeat):
