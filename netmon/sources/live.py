@@ -236,22 +236,13 @@ class LiveSource:
         return iter(list(table.items()))
 
     def read(self) -> RawSample:
-        names = self._abi.names
         monotonic_ns = time.monotonic_ns()
         wall = time.time()
         flows: dict[FlowKey, FlowCounters] = {}
         raw_keys: dict[FlowKey, Any] = {}
         kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
         for raw_key, st in self._items(self._traffic):
-            family = names["FAMILY"].get(raw_key.family, "unknown")
-            key = FlowKey(
-                pid=raw_key.pid,
-                protocol=self._abi.name("PROTO", raw_key.protocol),
-                family=family,
-                port=raw_key.port,
-                remote_ip=_format_ip(family, bytes(raw_key.remote_ip)),
-                role=self._abi.name("ROLE", raw_key.role),
-            )
+            key = self._flow_key(raw_key)
             flows[key] = FlowCounters(
                 bytes_sent=st.bytes_sent,
                 bytes_recv=st.bytes_recv,
@@ -286,6 +277,21 @@ class LiveSource:
             protocols=protocols,
             dropped=self._dropped(len(flows)),
         )
+
+    def _flow_key(self, raw_key: Any) -> FlowKey:
+        family = self._abi.name("FAMILY", raw_key.family)
+        return FlowKey(
+            pid=raw_key.pid,
+            protocol=self._abi.name("PROTO", raw_key.protocol),
+            family=family,
+            port=raw_key.port,
+            remote_ip=_format_ip(family, bytes(raw_key.remote_ip)),
+            role=self._abi.name("ROLE", raw_key.role),
+        )
+
+    def read_published_rates(self) -> dict[FlowKey, int]:
+        """What anomaly_map holds now: the rates last written back (bytes/s)."""
+        return {self._flow_key(k): _scalar(v) for k, v in self._items(self._anomaly)}
 
     def _counter(self, name: str) -> int:
         return _scalar(self._counters[ctypes.c_int(self._abi.values[name])])
