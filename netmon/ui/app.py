@@ -61,7 +61,8 @@ class SignalExit(BaseException):
         self.signum = signum
 
 
-EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# SIGHUP does not exist on Windows, where replay also runs.
+EXIT_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 @contextlib.contextmanager

@@ -82,7 +82,7 @@ class CursesScreen:
         except curses.error:
             return None
         if isinstance(key, int):
-            if key == curses.KEY_RESIZE:
+            if key == curses.KEY_RESIZE and hasattr(curses, "update_lines_cols"):
                 curses.update_lines_cols()
             return _SPECIAL_KEYS.get(key)
         if key in _CHAR_KEYS:
@@ -131,6 +131,8 @@ class CursesScreen:
 
 
 def _terminal_is_unicode() -> bool:
+    if not hasattr(locale, "nl_langinfo"):  # Windows: PDCurses draws Unicode
+        return True
     codeset = locale.nl_langinfo(locale.CODESET).upper().replace("-", "")
     return codeset == "UTF8"
 
@@ -147,7 +149,7 @@ def curses_session() -> Iterator[CursesScreen]:
         curses.cbreak()
         window.keypad(True)
         window.timeout(KEY_POLL_MS)
-        with contextlib.suppress(curses.error):
+        with contextlib.suppress(curses.error, AttributeError):
             curses.set_escdelay(25)
         colours = False
         if colour_wanted() and curses.has_colors():

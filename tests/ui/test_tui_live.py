@@ -7,11 +7,15 @@ NETMON_SKIP_KERNEL_TESTS=1 is set (then it is skipped).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import termios
+from pathlib import Path
 
 import pytest
+
+from netmon.jsonl import read_snapshots
 
 from .ptyterm import Terminal, netmon_argv
 
@@ -56,9 +60,10 @@ def _need_live() -> None:
     pytest.fail(f"live UI test cannot run: {reason}. Set {SKIP_ENV}=1 to skip it.", pytrace=False)
 
 
-def test_live_ui_shows_a_process_sending_known_bytes_then_quits() -> None:
+def test_live_ui_shows_a_process_sending_known_bytes_then_quits(tmp_path: Path) -> None:
     _need_live()
-    argv = netmon_argv("--interval", "250")
+    recording = tmp_path / "rec.jsonl"
+    argv = netmon_argv("--interval", "250", "--record", str(recording))
     with Terminal(argv, 160, 40) as t:
         # The first frame is painted after the probes are attached.
         t.wait_for(
@@ -107,3 +112,13 @@ def test_live_ui_shows_a_process_sending_known_bytes_then_quits() -> None:
         assert t.wait_exit(timeout=30) == 0
         flags = t.termios_flags()
         assert flags & termios.ECHO and flags & termios.ICANON
+    # What was shown was recorded, privately, in the --json format.
+    assert stat.S_IMODE(recording.stat().st_mode) == 0o600
+    with recording.open(encoding="utf-8") as f:
+        snapshots = list(read_snapshots(f))
+    sent = [
+        fl.bytes_sent
+        for fl in snapshots[-1].flows
+        if fl.key.pid == gen.pid and fl.key.role == "client" and fl.key.port == port
+    ]
+    assert sent == [SIZE]
