@@ -135,3 +135,14 @@ def test_replay_does_not_import_bcc_or_the_live_source() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_shipped_sample_recording_replays() -> None:
+    sample = Path(__file__).resolve().parents[2] / "examples" / "sample.jsonl"
+    clock = Clock(0.0)
+    feed = open_replay_feed(str(sample), clock=clock)
+    played = drain(feed, clock)
+    assert len(played) >= 10
+    last = feed._snapshots[-1]
+    assert last.flows and last.processes and last.protocols
+    assert any(f.anomaly for f in last.flows)  # shows both footer states' alert side
