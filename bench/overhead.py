@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -204,7 +204,7 @@ class Subprocess:
             progs = json.loads(out.stdout)
         except json.JSONDecodeError:
             return {}
-        return {p["id"]: p.get("name", "?") for p in progs if "id" in p}
+        return {p["id"]: short_name(p.get("name", "?")) for p in progs if "id" in p}
 
     def finish(self, loop_pids: list[int]) -> dict[int, int]:
         self.proc.send_signal(signal.SIGINT)
@@ -246,7 +246,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="netmon-bench-") as tmp:
         binary = compile_loop(Path(tmp))
-        with bpf_stats_enabled():
+        stats: AbstractContextManager[None] = (
+            bpf_stats_enabled() if args.bpf_stats else nullcontext()
+        )
+        with stats:
             for rnd in range(args.rounds):
                 shift = rnd % len(configs)
                 order = configs[shift:] + configs[:shift]
@@ -330,6 +333,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "attach": args.attach,
+        "bpf_stats": args.bpf_stats,
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "results": rows,
@@ -343,6 +347,7 @@ def print_table(report: dict[str, Any]) -> None:
         f"netmon overhead: {report['workload']}\n"
         f"{report['n_per_run']} timed sends per run after {report['warmup']} warm-up, "
         f"{report['rounds']} interleaved rounds, netmon attached {report['attach']}, "
+        f"bpf_stats {'on' if report['bpf_stats'] else 'off'}, "
         f"kernel {report['kernel']}, {report['cpus']} CPUs\n"
     )
     print(
@@ -360,6 +365,9 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['slowdown_per_round_min']:>7.2f}-{r['slowdown_per_round_max']:<.2f}x  "
             f"{r['bytes_counted']}/{r['bytes_sent']} {exact}"
         )
+    if not report["bpf_stats"]:
+        print("\n(bpf_stats not enabled: no per-program figures)")
+        return
     print("\nBPF programs during the timed loops (bpf_stats; all processes' events):")
     print(f"{'probes':<9} {'program':<40} {'runs':>10} {'runs/send':>9} {'ns/run':>8}")
     for p in report["programs"]:
@@ -401,6 +409,12 @@ def main() -> int:
         "--netmon", default=str(HERE.parent / ".venv" / "bin" / "netmon"), help="for --attach cli"
     )
     parser.add_argument("--interval", type=int, default=1000, help="ms, for --attach cli")
+    parser.add_argument(
+        "--no-bpf-stats",
+        dest="bpf_stats",
+        action="store_false",
+        help="leave kernel.bpf_stats_enabled alone (its own cost is then not in the timings)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     args.probes = [p for p in args.probes.split(",") if p]
