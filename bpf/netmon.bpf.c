@@ -66,7 +66,7 @@ BPF_TABLE("lru_hash", struct traffic_key, struct traffic_stats, traffic_map, NET
 BPF_TABLE("lru_hash", __u32, struct traffic_stats, pid_stats, NETMON_MAX_PROCESSES);
 BPF_HASH(protocol_totals, __u32, __u64, 16);
 BPF_TABLE("lru_hash", struct traffic_key, __u64, anomaly_map, NETMON_MAX_FLOWS);
-BPF_HASH(listen_ports, struct port_key, __u8, NETMON_MAX_LISTEN_PORTS);
+BPF_HASH(listen_ports, struct port_key, __u32, NETMON_MAX_LISTEN_PORTS);
 BPF_TABLE("lru_hash", __u64, struct call_ctx, calls, NETMON_MAX_CALLS);
 BPF_ARRAY(counters, __u64, NETMON_COUNTER_MAX);
 
@@ -242,9 +242,11 @@ static __always_inline int build_key(struct traffic_key *key, __u64 sk, __u64 ua
     bpf_probe_read_kernel(&lport, sizeof(lport), s + SKC_NUM);
     bpf_probe_read_kernel(&locks, sizeof(locks), s + OFF_SK_USERLOCKS);
     struct port_key pk = {.port = lport, .protocol = key->protocol};
-    /* Bound to a port by bind() (accepted sockets inherit the lock from their
-     * listener), or on a port that is listening: the server side. */
-    if ((locks & NETMON_SOCK_BINDPORT_LOCK) || listen_ports.lookup(&pk)) {
+    /* The server side: bound to a port by bind(), on a port outside the
+     * ephemeral range (clients get ephemeral ports), or on a listening port
+     * (accepted sockets share their listener's port). */
+    if ((locks & NETMON_SOCK_BINDPORT_LOCK) || lport < NETMON_EPHEMERAL_LOW ||
+        lport > NETMON_EPHEMERAL_HIGH || listen_ports.lookup(&pk)) {
         key->role = NETMON_ROLE_SERVER;
         key->port = lport;
     } else {
@@ -404,13 +406,41 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendfile64)
     return 0;
 }
 
-/* A listening port makes its accepted sockets the server side, even when
- * the listener was not bound explicitly. */
+/* Listening TCP ports make their accepted sockets the server side, even for
+ * listeners on ephemeral ports; counted, since SO_REUSEPORT allows several. */
+#ifdef NETMON_HAVE_SET_STATE
+#define NETMON_TCP_CLOSE 7
+#define NETMON_TCP_LISTEN 10
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->protocol != IPPROTO_TCP || args->sport == 0)
+        return 0;
+    struct port_key pk = {.port = args->sport, .protocol = NETMON_PROTO_TCP};
+    if (args->newstate == NETMON_TCP_LISTEN) {
+        __u32 one = 1;
+        __u32 *listeners = listen_ports.lookup(&pk);
+        if (listeners)
+            __sync_fetch_and_add(listeners, 1);
+        else
+            listen_ports.update(&pk, &one);
+    } else if (args->oldstate == NETMON_TCP_LISTEN && args->newstate == NETMON_TCP_CLOSE) {
+        /* (A new connection's socket is cloned from its listener and leaves
+         * LISTEN for SYN_RECV: not a listener going away.) */
+        __u32 *listeners = listen_ports.lookup(&pk);
+        if (listeners && *listeners > 1)
+            __sync_fetch_and_add(listeners, -1);
+        else if (listeners)
+            listen_ports.delete(&pk);
+    }
+    return 0;
+}
+#else
+/* Older kernels: learn listening ports from listen(); they are never removed. */
 TRACEPOINT_PROBE(syscalls, sys_enter_listen)
 {
     __u64 sk = net_sk_from_fd(args->fd);
     __u16 lport = 0;
-    __u8 one = 1;
+    __u32 one = 1;
     if (!sk)
         return 0;
     bpf_probe_read_kernel(&lport, sizeof(lport), (char *)sk + SKC_NUM);
@@ -420,6 +450,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_listen)
     }
     return 0;
 }
+#endif
 
 #ifdef NETMON_MODE_SOCKET
 

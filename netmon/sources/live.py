@@ -23,7 +23,7 @@ from netmon.errors import (
 )
 from netmon.model import FlowCounters, FlowKey, ProcessCounters, RawSample
 from netmon.sources.btf import BtfError, load_vmlinux_btf
-from netmon.sources.socket_tables import server_ports
+from netmon.sources.socket_tables import ephemeral_range, listening_ports
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def import_bcc() -> Any:
     return bcc
 
 
-def program_cflags(mode: str, max_flows: int) -> list[str]:
+def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> list[str]:
     """Compiler flags carrying the settings and the running kernel's offsets."""
     try:
         btf = load_vmlinux_btf()
@@ -126,6 +126,10 @@ def program_cflags(mode: str, max_flows: int) -> list[str]:
         raise ProbeError(f"cannot read kernel struct offsets from BTF: {exc}") from None
     flags = [f"-I{bpf_dir()}", f"-DNETMON_MAX_FLOWS={max_flows}"]
     flags.append("-DNETMON_MODE_SOCKET=1" if mode == "socket" else "-DNETMON_MODE_SYSCALLS=1")
+    low, high = ephemeral_range()
+    flags += [f"-DNETMON_EPHEMERAL_LOW={low}", f"-DNETMON_EPHEMERAL_HIGH={high}"]
+    if have_set_state:
+        flags.append("-DNETMON_HAVE_SET_STATE=1")
     flags += [f"-D{macro}={value}" for macro, value in offsets.items()]
     return flags
 
@@ -202,7 +206,8 @@ class LiveSource:
         check_headers()
         abi = load_abi()
         mode = _resolve_mode(bcc, probes)
-        flags = program_cflags(mode, max_flows or abi.values["MAX_FLOWS"])
+        have_set_state = bool(bcc.BPF.tracepoint_exists("sock", "inet_sock_set_state"))
+        flags = program_cflags(mode, max_flows or abi.values["MAX_FLOWS"], have_set_state)
         try:
             bpf = bcc.BPF(src_file=str(bpf_dir() / "netmon.bpf.c"), cflags=flags)
         except Exception as exc:  # BCC raises bare Exception for compile/load/attach failures
@@ -216,15 +221,14 @@ class LiveSource:
         return source
 
     def _seed_maps(self) -> None:
-        """Pre-create protocol totals and mark the server ports that existed
-        before netmon started."""
+        """Pre-create protocol totals and record the listeners that existed
+        before netmon started (the kernel tracks later ones)."""
         for proto_id in self._abi.names["PROTO"]:
             self._protocols[self._protocols.Key(proto_id)] = self._protocols.Leaf(0)
         ports = self._bpf["listen_ports"]
-        proto_ids = {name: pid for pid, name in self._abi.names["PROTO"].items()}
-        for protocol, port in server_ports():
-            key = ports.Key(port=port, protocol=proto_ids[protocol])
-            ports[key] = ports.Leaf(1)
+        tcp = self._abi.values["PROTO_TCP"]
+        for port, listeners in listening_ports().items():
+            ports[ports.Key(port=port, protocol=tcp)] = ports.Leaf(listeners)
 
     def _items(self, table: Any) -> Iterator[tuple[Any, Any]]:
         if self._batch:

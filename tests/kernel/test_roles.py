@@ -1,0 +1,72 @@
+"""Which side a socket is on, for sockets the kernel program never saw set up."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from .conftest import MODES, open_source
+from .traffic import bind_explicit_port
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_accepted_socket_predating_netmon_is_server_after_listener_closed(mode: str) -> None:
+    # Created, accepted and with its listener gone before the probes attach:
+    # neither bind() nor a listening port can be seen any more, only the
+    # local port, which lies outside the ephemeral range.
+    listener = socket.socket()
+    port = bind_explicit_port(listener, "127.0.0.1")
+    listener.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    listener.close()
+    src = open_source(mode)
+    try:
+        assert server.send(b"s" * 1500) == 1500
+        received = 0
+        while received < 1500:
+            received += len(client.recv(4096))
+        flows = {
+            (k.role, k.port): v
+            for k, v in src.read().flows.items()
+            if k.pid == os.getpid() and k.protocol == "TCP"
+        }
+        assert (flows[("server", port)].bytes_sent, flows[("client", port)].bytes_recv) == (
+            1500,
+            1500,
+        )
+        assert set(flows) == {("server", port), ("client", port)}
+    finally:
+        src.close()
+        server.close()
+        client.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_listener_on_ephemeral_port_predating_netmon_makes_accepted_sockets_servers(
+    mode: str,
+) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # an ephemeral port: only LISTEN state tells
+    listener.listen()
+    port = listener.getsockname()[1]
+    src = open_source(mode)
+    try:
+        client = socket.create_connection(("127.0.0.1", port))
+        server, _ = listener.accept()
+        with client, server:
+            assert client.send(b"c" * 700) == 700
+            received = 0
+            while received < 700:
+                received += len(server.recv(4096))
+        roles = {
+            (k.role, k.port): v.bytes_recv
+            for k, v in src.read().flows.items()
+            if k.pid == os.getpid() and k.protocol == "TCP"
+        }
+        assert roles == {("server", port): 700, ("client", port): 0}
+    finally:
+        src.close()
+        listener.close()
