@@ -109,6 +109,37 @@ def read_prog_stats(pid: int) -> ProgStats:
     return stats
 
 
+# kprobe, tracepoint, raw tracepoint, tracing: programs that could fire in the loop
+TRACING_PROG_TYPES = {2, 5, 17, 26}
+
+
+def foreign_tracing_programs(exclude: set[int]) -> dict[int, int]:
+    """pid -> number of tracing BPF programs held by processes not in `exclude`.
+
+    Another tool (or another netmon) tracing the same syscalls would slow the
+    baseline down too and make the slowdown look smaller than it is.
+    """
+    holders: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in exclude:
+            continue
+        try:
+            entries = list((proc / "fdinfo").iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                text = entry.read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("prog_type:"):
+                    if int(line.split(":", 1)[1]) in TRACING_PROG_TYPES:
+                        holders[int(proc.name)] = holders.get(int(proc.name), 0) + 1
+                    break
+    return holders
+
+
 def stats_delta(before: ProgStats, after: ProgStats) -> ProgStats:
     return {
         prog: (cnt - before.get(prog, (0, 0))[0], ns - before.get(prog, (0, 0))[1])
@@ -243,6 +274,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[tuple[str, str], ConfigResult] = {}
     programs: dict[tuple[str, str], ProgramResult] = {}
     resolved: dict[str, str] = {}
+    foreign: dict[int, int] = {}  # pid -> tracing programs seen during baseline runs
     configs = [BASELINE, *args.probes]
 
     with tempfile.TemporaryDirectory(prefix="netmon-bench-") as tmp:
@@ -262,6 +294,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         else:
                             attached = InProcess(config)
                         resolved[config] = attached.mode
+                    if attached is None:
+                        for pid, count in foreign_tracing_programs({os.getpid()}).items():
+                            foreign[pid] = max(foreign.get(pid, 0), count)
                     loops: list[tuple[str, LoopResult]] = []
                     try:
                         before = read_prog_stats(attached.pid) if attached else {}
@@ -338,6 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bpf_stats": args.bpf_stats,
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
+        "foreign_tracing_programs": {str(pid): n for pid, n in foreign.items()},
         "results": rows,
         "programs": progs,
         "bpf_ns_per_send": per_send,
@@ -352,6 +388,13 @@ def print_table(report: dict[str, Any]) -> None:
         f"bpf_stats {'on' if report['bpf_stats'] else 'off'}, "
         f"kernel {report['kernel']}, {report['cpus']} CPUs\n"
     )
+    if report["foreign_tracing_programs"]:
+        print(
+            "WARNING: other processes held tracing BPF programs during baseline runs "
+            "(pid: programs): "
+            + ", ".join(f"{pid}: {n}" for pid, n in report["foreign_tracing_programs"].items())
+            + "\nthe baseline may be slowed by them too.\n"
+        )
     print(
         f"{'call':<7} {'probes':<9} {'without':>10} {'with':>10} {'slowdown':>9} "
         f"{'per-round range':>16} {'best/best':>9}  counted/sent bytes"
