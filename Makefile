@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint check-wheel format bench clean
 
 ## install: apt packages, kernel headers, tracefs, .venv with netmon (idempotent)
 install:
@@ -27,6 +27,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PYTHON) scripts/check_packaging.py
+
+## check-wheel: build the wheel, install it in a scratch venv, check it finds bpf/
+check-wheel: install
+	bash scripts/check_wheel.sh
 
 ## format: apply ruff's formatter
 format: install
