@@ -9,7 +9,8 @@ and background noise hit every configuration alike. The report gives the
 median time per send, the slowdown (median with / median without, and the
 range of the per-round ratios, and the ratio of the fastest runs, which
 background load disturbs least), and from the kernel's BPF statistics
-(kernel.bpf_stats_enabled, enabled for the run and restored after) how often
+(enabled for the run with bpf(BPF_ENABLE_STATS), or where that is missing
+with kernel.bpf_stats_enabled, restored after) how often
 each BPF program ran during the measured loops and how long it took per run.
 It also checks that netmon counted exactly the bytes the loop sent.
 
@@ -23,6 +24,7 @@ separate process instead, poller included.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -30,6 +32,7 @@ import select
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -77,8 +80,36 @@ def run_loop(binary: Path, call: str, n: int, warmup: int) -> LoopResult:
 
 
 # ----------------------------------------------------------------- bpf_stats
+BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
+BPF_ENABLE_STATS = 32
+BPF_STATS_RUN_TIME = 0
+
+
+def _enable_stats_fd() -> int | None:
+    """bpf(BPF_ENABLE_STATS): run-time statistics stay on while the fd is open.
+
+    Unlike the sysctl, this is counted per holder, so another tool switching
+    kernel.bpf_stats_enabled off in the middle of the run cannot disturb it.
+    """
+    nr = BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = ctypes.create_string_buffer(struct.pack("I", BPF_STATS_RUN_TIME), 16)
+    fd = int(libc.syscall(nr, BPF_ENABLE_STATS, attr, len(attr.raw)))
+    return fd if fd >= 0 else None
+
+
 @contextmanager
 def bpf_stats_enabled() -> Iterator[None]:
+    fd = _enable_stats_fd()
+    if fd is not None:
+        try:
+            yield
+        finally:
+            os.close(fd)
+        return
+    # Older kernels: the sysctl, restored afterwards.
     before = STATS_SYSCTL.read_text().strip()
     STATS_SYSCTL.write_text("1\n")
     try:
