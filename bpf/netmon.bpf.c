@@ -31,9 +31,7 @@
 #define NETMON_S_IFSOCK 0140000
 #define NETMON_IPPROTO_MPTCP 262
 
-/* struct sock_common: stable since long before 6.1 (see kernel-facts). */
-#define SKC_DADDR 0
-#define SKC_DPORT 12
+/* struct sock_common: stable since long before 6.1 (see struct sock_head). */
 #define SKC_NUM 14
 #define SKC_FAMILY 16
 #define SKC_V6_DADDR 56
@@ -88,7 +86,7 @@ static __always_inline void count(int slot)
 }
 
 static __always_inline void add_stats(struct traffic_stats *st, __u64 bytes, __u64 msgs,
-                                      int sending, __u64 now, __u32 flags)
+                                      int sending, __u64 now)
 {
     if (sending) {
         __sync_fetch_and_add(&st->bytes_sent, bytes);
@@ -98,44 +96,46 @@ static __always_inline void add_stats(struct traffic_stats *st, __u64 bytes, __u
         __sync_fetch_and_add(&st->packets_recv, msgs);
     }
     st->last_update_ns = now;
-    st->flags = flags;
-    bpf_get_current_comm(&st->comm, sizeof(st->comm));
 }
 
-static __always_inline __u32 task_flags(void)
+/* A new entry: what does not change per event is captured once, here. The
+ * process name is kept current by task_rename below. */
+static __always_inline void init_stats(struct traffic_stats *st)
 {
     __u32 pf = 0;
     char *task = (char *)bpf_get_current_task();
     bpf_probe_read_kernel(&pf, sizeof(pf), task + OFF_TASK_FLAGS);
-    return (pf & NETMON_PF_KTHREAD) ? NETMON_FLAG_KERNEL_THREAD : 0;
+    st->flags = (pf & NETMON_PF_KTHREAD) ? NETMON_FLAG_KERNEL_THREAD : 0;
+    bpf_get_current_comm(&st->comm, sizeof(st->comm));
 }
 
 static __always_inline void account(struct traffic_key *key, __u64 bytes, __u64 msgs, int sending)
 {
     __u64 now = bpf_ktime_get_ns();
-    __u32 flags = task_flags();
 
     struct traffic_stats *st = traffic_map.lookup(key);
     if (!st) {
-        struct traffic_stats zero = {};
-        if (traffic_map.insert(key, &zero) == 0)
+        struct traffic_stats fresh = {};
+        init_stats(&fresh);
+        if (traffic_map.insert(key, &fresh) == 0)
             count(NETMON_COUNTER_FLOWS_CREATED);
         st = traffic_map.lookup(key);
     }
     if (st)
-        add_stats(st, bytes, msgs, sending, now, flags);
+        add_stats(st, bytes, msgs, sending, now);
     else
         count(NETMON_COUNTER_FLOW_DROPS);
 
     __u32 pid = key->pid;
     struct traffic_stats *ps = pid_stats.lookup(&pid);
     if (!ps) {
-        struct traffic_stats zero = {};
-        pid_stats.insert(&pid, &zero);
+        struct traffic_stats fresh = {};
+        init_stats(&fresh);
+        pid_stats.insert(&pid, &fresh);
         ps = pid_stats.lookup(&pid);
     }
     if (ps)
-        add_stats(ps, bytes, msgs, sending, now, flags);
+        add_stats(ps, bytes, msgs, sending, now);
     else
         count(NETMON_COUNTER_PROCESS_DROPS);
 
@@ -143,6 +143,21 @@ static __always_inline void account(struct traffic_key *key, __u64 bytes, __u64 
     __u64 *total = protocol_totals.lookup(&proto);
     if (total)
         __sync_fetch_and_add(total, bytes);
+}
+
+/* A process renamed itself (prctl, exec): keep its name current without
+ * reading the name on every event. Threads naming themselves are not the
+ * process. */
+TRACEPOINT_PROBE(task, task_rename)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __u32 tgid = id >> 32;
+    if (args->pid != (__u32)id || args->pid != tgid)
+        return 0;
+    struct traffic_stats *ps = pid_stats.lookup(&tgid);
+    if (ps)
+        bpf_probe_read_kernel(ps->comm, sizeof(ps->comm), args->newcomm);
+    return 0;
 }
 
 /* Fill key->remote_ip and *rport_be from a user sockaddr; 0 if unusable. */
@@ -193,29 +208,45 @@ static __always_inline int classify(__u16 type, __u16 protocol)
  * (a user sockaddr) names the peer when the socket is not connected.
  * Returns 0 when the socket is not network traffic we count. Sets
  * *connected when the socket itself knows its peer. */
+/* The start of struct sock_common, read at once. */
+struct sock_head {
+    __u32 daddr;
+    __u32 rcv_saddr;
+    __u32 hash;
+    __u16 dport;     /* network order */
+    __u16 num;       /* local port, host order */
+    __u16 family;
+};
+
+/* Build the flow key for socket `sk` owned by the current process. `uaddr`
+ * (a user sockaddr) names the peer when the socket is not connected.
+ * Returns 0 when the socket is not network traffic we count. Sets
+ * *connected when the socket itself knows its peer. */
 static __always_inline int build_key(struct traffic_key *key, __u64 sk, __u64 uaddr,
                                      int *connected)
 {
     char *s = (char *)sk;
-    __u16 family = 0, type = 0, protocol = 0, rport_be = 0;
+    struct sock_head head = {};
+    __u16 type_protocol[2] = {};
+    __u16 rport_be = 0;
 
     __builtin_memset(key, 0, sizeof(*key));
     *connected = 0;
     if (!sk)
         return 0;
     key->pid = bpf_get_current_pid_tgid() >> 32;
-    bpf_probe_read_kernel(&family, sizeof(family), s + SKC_FAMILY);
-    if (family == AF_PACKET) {
+    bpf_probe_read_kernel(&head, sizeof(head), s);
+    if (head.family == AF_PACKET) {
         key->protocol = NETMON_PROTO_PACKET;
         key->family = NETMON_FAMILY_PACKET;
         *connected = 1;
         return 1;
     }
-    if (family == AF_INET) {
+    if (head.family == AF_INET) {
         key->family = NETMON_FAMILY_IPV4;
-        bpf_probe_read_kernel(key->remote_ip, 4, s + SKC_DADDR);
-        *connected = *(__u32 *)key->remote_ip != 0;
-    } else if (family == AF_INET6) {
+        *(__u32 *)key->remote_ip = head.daddr;
+        *connected = head.daddr != 0;
+    } else if (head.family == AF_INET6) {
         key->family = NETMON_FAMILY_IPV6;
         bpf_probe_read_kernel(key->remote_ip, 16, s + SKC_V6_DADDR);
         __u32 *ip = (__u32 *)key->remote_ip;   /* 4-byte aligned in the key */
@@ -223,23 +254,24 @@ static __always_inline int build_key(struct traffic_key *key, __u64 sk, __u64 ua
     } else {
         return 0;   /* AF_UNIX, netlink, ... are not network traffic */
     }
-    bpf_probe_read_kernel(&type, sizeof(type), s + OFF_SK_TYPE);
-    bpf_probe_read_kernel(&protocol, sizeof(protocol), s + OFF_SK_PROTOCOL);
+    /* sk_type and sk_protocol are adjacent u16s (checked by user space). */
+    bpf_probe_read_kernel(type_protocol, sizeof(type_protocol), s + OFF_SK_TYPE_PROTOCOL);
+    __u16 type = type_protocol[OFF_SK_TYPE_INDEX];
+    __u16 protocol = type_protocol[1 - OFF_SK_TYPE_INDEX];
     key->protocol = classify(type, protocol);
     if (!key->protocol)
         return 0;
 
     if (*connected)
-        bpf_probe_read_kernel(&rport_be, sizeof(rport_be), s + SKC_DPORT);
+        rport_be = head.dport;
     else
         read_user_sockaddr(key, &rport_be, uaddr);
 
     if (key->protocol != NETMON_PROTO_TCP && key->protocol != NETMON_PROTO_UDP)
         return 1;   /* no ports: role unknown, port 0 */
 
-    __u16 lport = 0;
+    __u16 lport = head.num;
     __u8 locks = 0;
-    bpf_probe_read_kernel(&lport, sizeof(lport), s + SKC_NUM);
     bpf_probe_read_kernel(&locks, sizeof(locks), s + OFF_SK_USERLOCKS);
     struct port_key pk = {.port = lport, .protocol = key->protocol};
     /* The server side: bound to a port by bind(), on a port outside the

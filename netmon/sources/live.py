@@ -10,6 +10,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,6 @@ _BTF_OFFSETS = {
     "OFF_FILE_PRIVATE_DATA": ("file", "private_data"),
     "OFF_INODE_MODE": ("inode", "i_mode"),
     "OFF_SOCKET_SK": ("socket", "sk"),
-    "OFF_SK_TYPE": ("sock", "sk_type"),
-    "OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
     "OFF_SK_USERLOCKS": ("sock", "sk_userlocks"),
 }
 
@@ -122,8 +121,14 @@ def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> li
     try:
         btf = load_vmlinux_btf()
         offsets = {macro: btf.offset(s, m) for macro, (s, m) in _BTF_OFFSETS.items()}
+        # The program reads sk_type and sk_protocol (adjacent u16s) at once.
+        sk_type, sk_protocol = btf.offset("sock", "sk_type"), btf.offset("sock", "sk_protocol")
     except BtfError as exc:
         raise ProbeError(f"cannot read kernel struct offsets from BTF: {exc}") from None
+    if abs(sk_type - sk_protocol) != 2:
+        raise ProbeError("unsupported struct sock layout: sk_type and sk_protocol not adjacent")
+    offsets["OFF_SK_TYPE_PROTOCOL"] = min(sk_type, sk_protocol)
+    offsets["OFF_SK_TYPE_INDEX"] = int(sk_type > sk_protocol)
     flags = [f"-I{bpf_dir()}", f"-DNETMON_MAX_FLOWS={max_flows}"]
     flags.append("-DNETMON_MODE_SOCKET=1" if mode == "socket" else "-DNETMON_MODE_SYSCALLS=1")
     low, high = ephemeral_range()
@@ -269,6 +274,14 @@ class LiveSource:
                 kernel=bool(st.flags & kernel_flag),
             )
             for raw_pid, st in self._items(self._pids)
+        }
+        # The kernel keeps a process's name current (renames, exec); a flow's
+        # own name is the one it had when the flow began.
+        flows = {
+            key: replace(counters, comm=processes[key.pid].comm)
+            if key.pid in processes and processes[key.pid].comm
+            else counters
+            for key, counters in flows.items()
         }
         protocols = {
             self._abi.name("PROTO", _scalar(k)): _scalar(v) for k, v in self._protocols.items()
