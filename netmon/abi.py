@@ -20,12 +20,12 @@ _DEFINE_RE = re.compile(
 def bpf_dir() -> Path:
     """The directory holding netmon.bpf.c and netmon.h (packaged as netmon.bpf)."""
     try:
-        path = Path(str(resources.files("netmon.bpf")))
-        if (path / "netmon.h").is_file():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "bpf"
+        files = resources.files("netmon.bpf")
+    except ModuleNotFoundError:  # running from a source tree without installing
+        return Path(__file__).resolve().parent.parent / "bpf"
+    if not isinstance(files, Path):  # BCC needs a real directory to compile from
+        raise FileNotFoundError(f"netmon.bpf is not a directory on disk: {files}")
+    return files
 
 
 @dataclass(frozen=True)
