@@ -354,25 +354,47 @@ static __always_inline void stash(struct call_ctx *c)
     calls.update(&id, c);
 }
 
-/* Count each message of a sendmmsg/recvmmsg vector that moved `n` messages. */
+static __always_inline __u32 mmsg_len(__u64 vec, int i)
+{
+    __u32 len = 0;
+    bpf_probe_read_user(&len, sizeof(len), (void *)(vec + (__u64)i * MMSG_SIZE + MMSG_LEN_OFF));
+    return len;
+}
+
+/* Count each message of a sendmmsg/recvmmsg vector that moved `n` messages.
+ * On an unconnected socket each message names its own peer; the verifier
+ * bounds how many of those we can follow, so messages past the first
+ * NETMON_MAX_MMSG_PEERS are added to the last peer read. */
 static __always_inline void account_mmsg(__u64 sk, __u64 vec, long n, int sending)
 {
     struct traffic_key key;
-    int connected;
+    int connected, i;
+    __u64 bytes = 0, msgs = 0;
     if (!build_key(&key, sk, 0, &connected))
         return;
-    /* A real loop: unrolled it would multiply account() 64 times. */
+    /* Real loops: unrolled they would copy account() many times. */
 #pragma clang loop unroll(disable)
-    for (int i = 0; i < NETMON_MAX_MMSG; i++) {
+    for (i = 0; i < NETMON_MAX_MMSG; i++) {
         if (i >= n)
             break;
-        __u64 entry = vec + (__u64)i * MMSG_SIZE;
-        __u32 len = 0;
-        bpf_probe_read_user(&len, sizeof(len), (void *)(entry + MMSG_LEN_OFF));
-        if (!connected)
-            build_key(&key, sk, msghdr_name(entry), &connected);
-        account(&key, len, 1, sending);
+        bytes += mmsg_len(vec, i);
+        msgs++;
     }
+    if (!connected) {
+#pragma clang loop unroll(disable)
+        for (i = 0; i < NETMON_MAX_MMSG_PEERS; i++) {
+            if (msgs <= 1)
+                break;
+            __u32 len = mmsg_len(vec, i);
+            build_key(&key, sk, msghdr_name(vec + (__u64)i * MMSG_SIZE), &connected);
+            account(&key, len, 1, sending);
+            bytes -= len;
+            msgs--;
+        }
+        build_key(&key, sk, msghdr_name(vec + (__u64)i * MMSG_SIZE), &connected);
+    }
+    if (msgs)
+        account(&key, bytes, msgs, sending);
 }
 
 /* The peer of a receive: recvfrom's addr, or recvmsg's msg_name. */

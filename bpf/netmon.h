@@ -15,7 +15,8 @@
 #define NETMON_MAX_PROCESSES NETMON_MAX_FLOWS
 #define NETMON_MAX_CALLS 16384      /* syscalls in flight (one per thread) */
 #define NETMON_MAX_LISTEN_PORTS 4096
-#define NETMON_MAX_MMSG 64          /* messages examined per sendmmsg/recvmmsg */
+#define NETMON_MAX_MMSG 1024        /* messages per sendmmsg/recvmmsg (UIO_MAXIOV) */
+#define NETMON_MAX_MMSG_PEERS 64    /* messages whose own peer address is read */
 #define NETMON_COMM_LEN 16
 
 /* Protocols. */
