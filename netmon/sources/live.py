@@ -70,7 +70,8 @@ def check_privileges() -> None:
     if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON)):
         return
     raise PermissionDenied(
-        "netmon needs root (or CAP_BPF and CAP_PERFMON) to load its probes: run it with sudo"
+        "live capture needs root (or CAP_BPF and CAP_PERFMON) to load the probes: "
+        "run netmon with sudo"
     )
 
 
