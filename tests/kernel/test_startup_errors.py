@@ -52,6 +52,7 @@ def test_kernel_headers_missing(tmp_path: Path) -> None:
     empty.mkdir()
     # Hide /lib/modules in a private mount namespace of the child only.
     script = f'mount --bind "{empty}" /lib/modules && exec "$@"'
-    proc = _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                 *NETMON])
+    proc = _run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *NETMON]
+    )
     _assert_one_line_error(proc, KernelHeadersMissing.exit_code, "linux-headers-")
