@@ -59,6 +59,21 @@ def role_attributes(colours: bool) -> dict[Role, int]:
     }
 
 
+def attribute_runs(line: Line, attrs: dict[Role, int]) -> list[tuple[str, int]]:
+    """The line's text in runs of the same attribute: one addstr per run
+    instead of one per segment. Empty segments are dropped."""
+    runs: list[tuple[str, int]] = []
+    for seg in line:
+        if not seg.text:
+            continue
+        attr = attrs[seg.role]
+        if runs and runs[-1][1] == attr:
+            runs[-1] = (runs[-1][0] + seg.text, attr)
+        else:
+            runs.append((seg.text, attr))
+    return runs
+
+
 class CursesScreen:
     """Paints frames into a curses window and translates key codes."""
 
@@ -97,20 +112,33 @@ class CursesScreen:
         if (frame.width, frame.height) != self._painted_size:
             win.erase()
             previous = ()
+        # Lines of the previous frame, by identity: after scrolling they are
+        # the same objects, drawn one row up or down.
+        shown = {id(line) for line in previous}
+        attrs = self.attrs
+        # try/except rather than contextlib.suppress in this loop: it runs
+        # for every line of a frame, and suppress costs far more.
         for y, line in enumerate(frame.lines):
             if y < len(previous) and (line is previous[y] or line == previous[y]):
                 continue
-            with contextlib.suppress(curses.error):
+            try:
+                if id(line) not in shown:
+                    # New text (new data, not a scroll): let curses rewrite the
+                    # whole line rather than skip the cells that happen to
+                    # match. Each skip is a cursor move, and ncurses 6 flushes
+                    # its output (one write to the terminal) at every move.
+                    win.redrawln(y, 1)
                 win.move(y, 0)
                 win.clrtoeol()
+            except curses.error:
+                pass
             x = 0
-            for seg in line:
-                if not seg.text:
-                    continue
-                # Writing the last cell of the screen raises after writing.
-                with contextlib.suppress(curses.error):
-                    win.addstr(y, x, seg.text, self.attrs[seg.role])
-                x += display_width(seg.text)
+            for text, attr in attribute_runs(line, attrs):
+                try:  # noqa: SIM105
+                    win.addstr(y, x, text, attr)
+                except curses.error:  # writing the last cell of the screen raises after writing
+                    pass
+                x += display_width(text)
         for y in range(len(frame.lines), len(previous)):
             with contextlib.suppress(curses.error):
                 win.move(y, 0)

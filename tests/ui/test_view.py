@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from netmon.model import Snapshot
-from netmon.ui.text import display_width
+from netmon.ui.text import display_width, fit, sanitize
 from netmon.view import (
     FLOW_COLUMNS,
     HEADER_LINES,
@@ -486,3 +486,26 @@ def test_help_lists_every_key_and_any_key_closes_it() -> None:
 def test_unknown_keys_change_nothing() -> None:
     assert apply_key(UIState(), "Z", 10, 5) == UIState()
     assert apply_key(UIState(), "RESIZE", 10, 5) == UIState()
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, ASCII])
+@pytest.mark.parametrize("width", [200, 120, 60])
+def test_each_cell_is_the_fitted_sanitised_text(settings: ViewSettings, width: int) -> None:
+    """Row lines take a shortcut for plain ASCII cells that fit; it must give
+    what fitting each sanitised cell gives, hostile names included."""
+    snap = snapshot([*hostile().flows, flow(5, "nginx", rate=3 * MB, port=8080)])
+    view = make_view(snap, settings)
+    state = UIState(show_kernel=True)
+    ellipsis = "…" if settings.unicode else "~"
+    cols = layout(FLOW_COLUMNS, width)
+    lines = view.frame(state, width, 20).lines[HEADER_LINES:]
+    rows = view.visible_rows(state, 16)
+    assert len(rows) == 5
+    for row, line in zip(rows, lines, strict=False):
+        cells = [
+            fit(sanitize(col.text(row), not settings.unicode), w, col.align, ellipsis)
+            for col, w in cols
+        ]
+        want = " ".join(cells)
+        (seg,) = line
+        assert seg.text.rstrip(" ") == want.rstrip(" ")
