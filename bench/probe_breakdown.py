@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Where the socket-mode send program spends its time.
+
+Loads variants of bpf/netmon.bpf.c, each with one piece of the per-event work
+removed, and measures `sock:sock_send_length`'s ns per run (bpf_stats) over
+the one-byte connected UDP send loop of bench/overhead.py. The variants run
+interleaved for several rounds; the report gives each variant's median and its
+difference to the unmodified program, i.e. what that piece costs.
+
+Run as root:  .venv/bin/python bench/probe_breakdown.py [--rounds R] [-n N]
+The variants are for measuring only; netmon itself always loads the real file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from overhead import bpf_stats_enabled, compile_loop, run_loop
+
+from netmon.abi import bpf_dir
+from netmon.sources.live import import_bcc, program_cflags
+
+RECV_PROBE = "\n    return 0;\n}\n\nTRACEPOINT_PROBE(sock, sock_recv_length)"
+
+# variant -> (text to find, replacement); each removes one piece of work.
+VARIANTS: dict[str, tuple[str, str] | None] = {
+    "netmon (unmodified)": None,
+    "without the clock read (bpf_ktime_get_ns)": (
+        "    __u64 now = bpf_ktime_get_ns();\n\n    struct traffic_stats *st",
+        "    __u64 now = 0;\n\n    struct traffic_stats *st",
+    ),
+    "without the listening-port lookup": ("|| listen_ports.lookup(&pk))", ")"),
+    "without the pid_stats update": (
+        "    struct traffic_stats *ps = pid_stats.lookup(&pid);\n    if (!ps) {",
+        "    struct traffic_stats *ps = 0;\n    if (0) {",
+    ),
+    "without the protocol_totals update": (
+        "    __u64 *total = protocol_totals.lookup(&proto);",
+        "    __u64 *total = 0;",
+    ),
+    "without any accounting (flow key only)": (
+        "    account(&key, args->ret, 1, 1);" + RECV_PROBE,
+        RECV_PROBE,
+    ),
+}
+PROGRAM = "tracepoint__sock__sock_send_length"
+
+
+def variant_source(edit: tuple[str, str] | None, workdir: Path) -> Path:
+    text = (bpf_dir() / "netmon.bpf.c").read_text()
+    if edit is not None:
+        old, new = edit
+        if old not in text:
+            sys.exit(f"probe_breakdown: the program changed; update the variant {old[:40]!r}")
+        text = text.replace(old, new)
+    path = workdir / f"variant{abs(hash(edit))}.c"
+    path.write_text(text)
+    return path
+
+
+def measure(bcc: object, source: Path, loop: Path, n: int) -> float:
+    """ns per run of the send program over one loop run."""
+    bpf = bcc.BPF(src_file=str(source), cflags=program_cflags("socket", 10240))  # type: ignore[attr-defined]
+    try:
+        prog_id = bpf.load_func(PROGRAM.encode(), bcc.BPF.TRACEPOINT).fd  # type: ignore[attr-defined]
+        before = read_prog_stats_by_fd(prog_id)
+        run_loop(loop, "send", n, 10000)
+        after = read_prog_stats_by_fd(prog_id)
+        runs = after[0] - before[0]
+        return (after[1] - before[1]) / runs if runs else float("nan")
+    finally:
+        bpf.cleanup()
+
+
+def read_prog_stats_by_fd(fd: int) -> tuple[int, int]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+    )
+    return int(fields["run_cnt"]), int(fields["run_time_ns"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=200_000, help="sends per run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    args = parser.parse_args()
+    bcc = import_bcc()
+    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory() as tmp, bpf_stats_enabled():
+        workdir = Path(tmp)
+        loop = compile_loop(workdir)
+        sources = {name: variant_source(edit, workdir) for name, edit in VARIANTS.items()}
+        for round_no in range(args.rounds):
+            for name, source in sources.items():
+                results[name].append(measure(bcc, source, loop, args.n))
+            print(f"  round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    base = statistics.median(results["netmon (unmodified)"])
+    print(f"sock:sock_send_length, ns per run, median of {args.rounds} interleaved rounds")
+    print(f"{'variant':45} {'ns/run':>8} {'saves':>8}")
+    for name, values in results.items():
+        median = statistics.median(values)
+        saved = "" if name.startswith("netmon") else f"{base - median:8.0f}"
+        print(f"{name:45} {median:8.0f} {saved:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
