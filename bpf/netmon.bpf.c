@@ -12,15 +12,18 @@
  * Offsets of fields that differ between kernel versions (OFF_*) come from the
  * running kernel's BTF, passed in by user space.
  */
-#include <uapi/linux/ptrace.h>
-#include <linux/socket.h>
-#include <linux/in.h>
-#include <linux/in6.h>
 #include "netmon.h"
 
-#ifndef AF_PACKET
-#define AF_PACKET 17
-#endif
+/* Stable ABI values, defined here rather than pulled in with the large
+ * kernel headers that define them (which triples the compile time). */
+#define NETMON_AF_INET 2
+#define NETMON_AF_INET6 10
+#define NETMON_AF_PACKET 17
+#define NETMON_IPPROTO_ICMP 1
+#define NETMON_IPPROTO_TCP 6
+#define NETMON_IPPROTO_UDP 17
+#define NETMON_IPPROTO_ICMPV6 58
+#define NETMON_IPPROTO_UDPLITE 136
 #define NETMON_MSG_PEEK 2
 #define NETMON_SOCK_STREAM 1
 #define NETMON_SOCK_DGRAM 2
@@ -167,12 +170,12 @@ static __always_inline int read_user_sockaddr(struct traffic_key *key, __u16 *rp
     __u16 family = 0;
     if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
         return 0;
-    if (family == AF_INET && key->family == NETMON_FAMILY_IPV4) {
+    if (family == NETMON_AF_INET && key->family == NETMON_FAMILY_IPV4) {
         bpf_probe_read_user(rport_be, 2, (void *)(uaddr + 2));
         bpf_probe_read_user(key->remote_ip, 4, (void *)(uaddr + 4));
         return 1;
     }
-    if (family == AF_INET6 && key->family == NETMON_FAMILY_IPV6) {
+    if (family == NETMON_AF_INET6 && key->family == NETMON_FAMILY_IPV6) {
         bpf_probe_read_user(rport_be, 2, (void *)(uaddr + 2));
         bpf_probe_read_user(key->remote_ip, 16, (void *)(uaddr + 8));
         return 1;
@@ -191,15 +194,15 @@ static __always_inline __u64 msghdr_name(__u64 msghdr)
 
 static __always_inline int classify(__u16 type, __u16 protocol)
 {
-    if (protocol == IPPROTO_ICMP)
+    if (protocol == NETMON_IPPROTO_ICMP)
         return NETMON_PROTO_ICMP;
-    if (protocol == IPPROTO_ICMPV6)
+    if (protocol == NETMON_IPPROTO_ICMPV6)
         return NETMON_PROTO_ICMPV6;
     if (type == NETMON_SOCK_RAW)
         return NETMON_PROTO_RAW;
-    if (protocol == IPPROTO_TCP || protocol == NETMON_IPPROTO_MPTCP)
+    if (protocol == NETMON_IPPROTO_TCP || protocol == NETMON_IPPROTO_MPTCP)
         return NETMON_PROTO_TCP;
-    if (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)
+    if (protocol == NETMON_IPPROTO_UDP || protocol == NETMON_IPPROTO_UDPLITE)
         return NETMON_PROTO_UDP;
     return 0;
 }
@@ -236,17 +239,17 @@ static __always_inline int build_key(struct traffic_key *key, __u64 sk, __u64 ua
         return 0;
     key->pid = bpf_get_current_pid_tgid() >> 32;
     bpf_probe_read_kernel(&head, sizeof(head), s);
-    if (head.family == AF_PACKET) {
+    if (head.family == NETMON_AF_PACKET) {
         key->protocol = NETMON_PROTO_PACKET;
         key->family = NETMON_FAMILY_PACKET;
         *connected = 1;
         return 1;
     }
-    if (head.family == AF_INET) {
+    if (head.family == NETMON_AF_INET) {
         key->family = NETMON_FAMILY_IPV4;
         *(__u32 *)key->remote_ip = head.daddr;
         *connected = head.daddr != 0;
-    } else if (head.family == AF_INET6) {
+    } else if (head.family == NETMON_AF_INET6) {
         key->family = NETMON_FAMILY_IPV6;
         bpf_probe_read_kernel(key->remote_ip, 16, s + SKC_V6_DADDR);
         __u32 *ip = (__u32 *)key->remote_ip;   /* 4-byte aligned in the key */
@@ -343,7 +346,7 @@ static __always_inline __u64 net_sk_from_fd(int fd)
     if (!sk)
         return 0;
     bpf_probe_read_kernel(&family, sizeof(family), (char *)sk + SKC_FAMILY);
-    if (family != AF_INET && family != AF_INET6 && family != AF_PACKET)
+    if (family != NETMON_AF_INET && family != NETMON_AF_INET6 && family != NETMON_AF_PACKET)
         return 0;
     return sk;
 }
@@ -467,7 +470,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendfile64)
 #define NETMON_TCP_LISTEN 10
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-    if (args->protocol != IPPROTO_TCP || args->sport == 0)
+    if (args->protocol != NETMON_IPPROTO_TCP || args->sport == 0)
         return 0;
     struct port_key pk = {.port = args->sport, .protocol = NETMON_PROTO_TCP};
     if (args->newstate == NETMON_TCP_LISTEN) {
@@ -594,14 +597,16 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg)
     return 0;
 }
 
-static __always_inline void exit_recv(long ret)
+/* `kind` is a constant at each call site, so each exit program carries only
+ * its own accounting code. */
+static __always_inline void exit_recv(long ret, int kind)
 {
     __u64 id = bpf_get_current_pid_tgid();
     struct call_ctx *c = calls.lookup(&id);
     if (!c)
         return;
-    if (c->deferred && ret > 0) {
-        if (c->kind == CALL_RECVMMSG)
+    if (c->kind == kind && c->deferred && ret > 0) {
+        if (kind == CALL_RECVMMSG)
             account_mmsg(c->sk, c->ptr, ret, 0);
         else
             account_sk(c->sk, recv_addr(c), ret, 0);
@@ -618,7 +623,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
 {
-    exit_recv(args->ret);
+    exit_recv(args->ret, CALL_RECVFROM);
     return 0;
 }
 
@@ -631,7 +636,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg)
 {
-    exit_recv(args->ret);
+    exit_recv(args->ret, CALL_RECVMSG);
     return 0;
 }
 
@@ -644,7 +649,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvmmsg)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_recvmmsg)
 {
-    exit_recv(args->ret);
+    exit_recv(args->ret, CALL_RECVMMSG);
     return 0;
 }
 
@@ -660,23 +665,31 @@ static __always_inline void enter_call(int fd, int kind, __u64 ptr, __u64 addr, 
     stash(&c);
 }
 
-static __always_inline void exit_call(long ret)
+/* Exit: count what the call moved. `kind` is a constant at each call site,
+ * so the switch folds away and each exit program carries only its own case. */
+static __always_inline void exit_call(long ret, int kind)
 {
     __u64 id = bpf_get_current_pid_tgid();
     struct call_ctx *c = calls.lookup(&id);
     if (!c)
         return;
-    if (ret > 0 && !(c->flags & NETMON_MSG_PEEK)) {
-        switch (c->kind) {
+    if (c->kind == kind && ret > 0 && !(c->flags & NETMON_MSG_PEEK)) {
+        switch (kind) {
         case CALL_SENDTO:
             account_sk(c->sk, c->addr, ret, 1);
             break;
         case CALL_SENDMSG:
             account_sk(c->sk, msghdr_name(c->ptr), ret, 1);
             break;
+        case CALL_SENDMMSG:
+            account_mmsg(c->sk, c->ptr, ret, 1);
+            break;
         case CALL_RECVFROM:
         case CALL_RECVMSG:
             account_sk(c->sk, recv_addr(c), ret, 0);
+            break;
+        case CALL_RECVMMSG:
+            account_mmsg(c->sk, c->ptr, ret, 0);
             break;
         case CALL_WRITE:
             account_sk(c->sk, 0, ret, 1);
@@ -689,60 +702,27 @@ static __always_inline void exit_call(long ret)
     calls.delete(&id);
 }
 
-#define SYSCALL_PAIR(name, enter_expr)               \
-    TRACEPOINT_PROBE(syscalls, sys_enter_##name)     \
-    {                                                \
-        enter_expr;                                  \
-        return 0;                                    \
-    }                                                \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##name)      \
-    {                                                \
-        exit_call(args->ret);                        \
-        return 0;                                    \
+#define SYSCALL_PAIR(name, kind, ptr, addr, flags)                  \
+    TRACEPOINT_PROBE(syscalls, sys_enter_##name)                    \
+    {                                                               \
+        enter_call(args->fd, kind, ptr, addr, flags);               \
+        return 0;                                                   \
+    }                                                               \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##name)                     \
+    {                                                               \
+        exit_call(args->ret, kind);                                 \
+        return 0;                                                   \
     }
 
-SYSCALL_PAIR(sendto, enter_call(args->fd, CALL_SENDTO, 0, (__u64)args->addr, args->flags))
-SYSCALL_PAIR(sendmsg, enter_call(args->fd, CALL_SENDMSG, (__u64)args->msg, 0, args->flags))
-SYSCALL_PAIR(recvfrom, enter_call(args->fd, CALL_RECVFROM, 0, (__u64)args->addr, args->flags))
-SYSCALL_PAIR(recvmsg, enter_call(args->fd, CALL_RECVMSG, (__u64)args->msg, 0, args->flags))
-SYSCALL_PAIR(read, enter_call(args->fd, CALL_READ, 0, 0, 0))
-SYSCALL_PAIR(readv, enter_call(args->fd, CALL_READ, 0, 0, 0))
-SYSCALL_PAIR(write, enter_call(args->fd, CALL_WRITE, 0, 0, 0))
-SYSCALL_PAIR(writev, enter_call(args->fd, CALL_WRITE, 0, 0, 0))
-
-static __always_inline void exit_mmsg(long ret, int sending)
-{
-    __u64 id = bpf_get_current_pid_tgid();
-    struct call_ctx *c = calls.lookup(&id);
-    if (!c)
-        return;
-    if (ret > 0 && !(c->flags & NETMON_MSG_PEEK))
-        account_mmsg(c->sk, c->ptr, ret, sending);
-    calls.delete(&id);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg)
-{
-    enter_call(args->fd, CALL_SENDMMSG, (__u64)args->mmsg, 0, args->flags);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg)
-{
-    exit_mmsg(args->ret, 1);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmmsg)
-{
-    enter_call(args->fd, CALL_RECVMMSG, (__u64)args->mmsg, 0, args->flags);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_recvmmsg)
-{
-    exit_mmsg(args->ret, 0);
-    return 0;
-}
+SYSCALL_PAIR(sendto, CALL_SENDTO, 0, (__u64)args->addr, args->flags)
+SYSCALL_PAIR(sendmsg, CALL_SENDMSG, (__u64)args->msg, 0, args->flags)
+SYSCALL_PAIR(sendmmsg, CALL_SENDMMSG, (__u64)args->mmsg, 0, args->flags)
+SYSCALL_PAIR(recvfrom, CALL_RECVFROM, 0, (__u64)args->addr, args->flags)
+SYSCALL_PAIR(recvmsg, CALL_RECVMSG, (__u64)args->msg, 0, args->flags)
+SYSCALL_PAIR(recvmmsg, CALL_RECVMMSG, (__u64)args->mmsg, 0, args->flags)
+SYSCALL_PAIR(read, CALL_READ, 0, 0, 0)
+SYSCALL_PAIR(readv, CALL_READ, 0, 0, 0)
+SYSCALL_PAIR(write, CALL_WRITE, 0, 0, 0)
+SYSCALL_PAIR(writev, CALL_WRITE, 0, 0, 0)
 
 #endif

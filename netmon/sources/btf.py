@@ -38,42 +38,56 @@ class Member:
 
 
 class Btf:
-    """The struct/union part of a BTF blob, indexed by name."""
+    """The struct/union part of a BTF blob. Names are decoded only on lookup:
+    vmlinux has hundreds of thousands of members and netmon needs a dozen."""
 
     def __init__(self, data: bytes) -> None:
         magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
         if magic != 0xEB9F:
             raise BtfError("not a little-endian BTF blob")
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
-        types = data[hdr_len + type_off : hdr_len + type_off + type_len]
+        self._types_blob = data[hdr_len + type_off : hdr_len + type_off + type_len]
         self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
-        # type id -> (kind, size_or_type, members)
-        self._types: dict[int, tuple[int, int, list[Member]]] = {}
-        self._by_name: dict[str, int] = {}
-        pos, type_id = 0, 1
+        # type id -> (kind, size_or_type, kind_flag, vlen, offset of its members)
+        self._types: dict[int, tuple[int, int, int, int, int]] = {}
+        self._struct_by_name_off: dict[int, int] = {}
+        types, pos, type_id = self._types_blob, 0, 1
+        unpack = struct.Struct("<III").unpack_from
         while pos < len(types):
-            name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
+            name_off, info, size_or_type = unpack(types, pos)
             pos += 12
             kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
-            members: list[Member] = []
-            if kind in (_KIND_STRUCT, _KIND_UNION):
-                for _ in range(vlen):
-                    m_name, m_type, m_off = struct.unpack_from("<III", types, pos)
-                    pos += 12
-                    bits = (m_off >> 24) if kind_flag else 0
-                    bit_offset = (m_off & 0xFFFFFF) if kind_flag else m_off
-                    members.append(Member(self._str(m_name), m_type, bit_offset, bits))
-                name = self._str(name_off)
-                if name and name not in self._by_name:
-                    self._by_name[name] = type_id
-            else:
-                pos += _PER_MEMBER.get(kind, 0) * vlen + _FIXED.get(kind, 0)
-            self._types[type_id] = (kind, size_or_type, members)
+            self._types[type_id] = (kind, size_or_type, kind_flag, vlen, pos)
+            if kind in (_KIND_STRUCT, _KIND_UNION) and name_off:
+                self._struct_by_name_off.setdefault(name_off, type_id)
+            pos += _PER_MEMBER.get(kind, 0) * vlen + _FIXED.get(kind, 0)
             type_id += 1
 
     def _str(self, offset: int) -> str:
         end = self._strings.index(b"\0", offset)
         return self._strings[offset:end].decode()
+
+    def _struct_id(self, name: str) -> int | None:
+        wanted = b"\0" + name.encode() + b"\0"
+        start = self._strings.find(wanted)
+        while start != -1:
+            type_id = self._struct_by_name_off.get(start + 1)
+            if type_id is not None:
+                return type_id
+            start = self._strings.find(wanted, start + 1)
+        return None
+
+    def _members(self, type_id: int) -> list[Member]:
+        kind, _size, kind_flag, vlen, pos = self._types[type_id]
+        if kind not in (_KIND_STRUCT, _KIND_UNION):
+            return []
+        members = []
+        for i in range(vlen):
+            m_name, m_type, m_off = struct.unpack_from("<III", self._types_blob, pos + 12 * i)
+            bits = (m_off >> 24) if kind_flag else 0
+            bit_offset = (m_off & 0xFFFFFF) if kind_flag else m_off
+            members.append(Member(self._str(m_name), m_type, bit_offset, bits))
+        return members
 
     def _resolve(self, type_id: int) -> int:
         """Skip typedefs and qualifiers."""
@@ -84,7 +98,7 @@ class Btf:
 
     def _find(self, type_id: int, name: str) -> tuple[int, Member] | None:
         """Find `name` in a struct, descending into anonymous members."""
-        for member in self._types[self._resolve(type_id)][2]:
+        for member in self._members(self._resolve(type_id)):
             if member.name == name:
                 return member.bit_offset, member
             if not member.name:
@@ -95,9 +109,10 @@ class Btf:
 
     def member(self, struct_name: str, path: str) -> tuple[int, Member]:
         """Bit offset of `path` ("a.b.c") inside `struct struct_name`."""
-        if struct_name not in self._by_name:
+        type_id = self._struct_id(struct_name)
+        if type_id is None:
             raise BtfError(f"struct {struct_name} not in kernel BTF")
-        type_id, total, member = self._by_name[struct_name], 0, None
+        total, member = 0, None
         for part in path.split("."):
             found = self._find(type_id, part)
             if found is None:
