@@ -168,6 +168,9 @@ def _run_live(
             config.interval_s,
             show_kernel=config.show_kernel,
         )
+        if not config.json and sys.stderr.isatty():
+            # Compiling and attaching the probes takes a few seconds.
+            print("netmon: loading the probes...", file=sys.stderr, flush=True)
         source = source_factory(probes=config.probes, max_flows=config.max_flows)
         feed = LiveFeed(source, engine, config.interval_s, clock)
         try:
