@@ -12,7 +12,7 @@ from typing import Protocol
 
 from netmon.config import Config, parse_args
 from netmon.errors import BccMissing, NetmonError
-from netmon.feed import Feed
+from netmon.feed import Feed, PidFilter
 from netmon.json_output import SignalStop, StopRequest, run_json, stop_on_signals
 from netmon.live_feed import LiveFeed
 from netmon.metrics import MetricsEngine
@@ -141,13 +141,19 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
 
     feed = open_replay_feed(config.replay, config.speed, clock=clock)
     try:
+        shown = _shown(feed, config)
         if config.json:
-            return _run_json(config, feed, clock, stop)
+            return _run_json(config, shown, clock, stop)
         from netmon.ui.app import run_ui
 
-        return run_ui(config, feed)
+        return run_ui(config, shown)
     finally:
         feed.close()
+
+
+def _shown(feed: Feed, config: Config) -> Feed:
+    """The feed as the user asked to see it (--pid)."""
+    return PidFilter(feed, config.pids) if config.pids else feed
 
 
 def _run_live(
@@ -179,11 +185,12 @@ def _run_live(
                 if config.log_file is not None:
                     log.warning("%s", warning)
             log.info("capturing with %s probes", source.mode)
+            shown = _shown(feed, config)
             if config.json:
-                return _run_json(config, feed, clock, stop)
+                return _run_json(config, shown, clock, stop)
             from netmon.ui.app import run_ui
 
-            return run_ui(config, feed, recorder=recorder)
+            return run_ui(config, shown, recorder=recorder)
         finally:
             feed.close()
     finally:

@@ -35,6 +35,7 @@ class Config:
     speed: float = 1.0
     print_bpf: bool = False
     log_file: str | None = None
+    pids: frozenset[int] = frozenset()  # empty: every process
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,6 +100,12 @@ def _positive_int(limit: int | None = None) -> Callable[[str], int]:
     return convert
 
 
+def _pid_list(text: str) -> list[int]:
+    """'123' or '123,456' -> [123, 456]."""
+    convert = _positive_int()
+    return [convert(part.strip()) for part in text.split(",")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="netmon",
@@ -159,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
             "picks the best one this kernel supports and says so if it has to "
             "fall back (default: %(default)s)"
         ),
+    )
+    capture.add_argument(
+        "-p",
+        "--pid",
+        metavar="PID[,PID...]",
+        type=_pid_list,
+        action="extend",
+        help="show only these processes (repeatable); protocol totals stay machine-wide",
     )
     capture.add_argument(
         "-k",
@@ -263,4 +278,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         speed=1.0 if ns.speed is None else ns.speed,
         print_bpf=ns.print_bpf,
         log_file=ns.log_file,
+        pids=frozenset(ns.pid or ()),
     )

@@ -3,6 +3,7 @@ drive it with their own clock, so tests can step it without sleeping."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from netmon.model import Snapshot
@@ -22,3 +23,36 @@ class Feed(Protocol):
     def close(self) -> None:
         """Release the underlying source. Safe to call twice."""
         ...
+
+
+def keep_pids(snap: Snapshot, pids: frozenset[int]) -> Snapshot:
+    """Only the flows and processes of `pids`; protocol totals stay whole."""
+    return replace(
+        snap,
+        flows=tuple(f for f in snap.flows if f.key.pid in pids),
+        processes=tuple(p for p in snap.processes if p.pid in pids),
+    )
+
+
+class PidFilter:
+    """A feed that shows only some processes (`netmon --pid`)."""
+
+    def __init__(self, feed: Feed, pids: frozenset[int]) -> None:
+        self._feed = feed
+        self._pids = pids
+
+    def next_due(self) -> float | None:
+        return self._feed.next_due()
+
+    def poll(self, now: float) -> Snapshot | None:
+        snap = self._feed.poll(now)
+        return None if snap is None else keep_pids(snap, self._pids)
+
+    def flush(self, now: float) -> Snapshot | None:
+        """Forwarded to feeds that can flush (the live feed), else None."""
+        flush = getattr(self._feed, "flush", None)
+        snap = flush(now) if flush is not None else None
+        return None if snap is None else keep_pids(snap, self._pids)
+
+    def close(self) -> None:
+        self._feed.close()
