@@ -612,10 +612,14 @@ static __always_inline void exit_recv(long ret, int kind)
     calls.delete(&id);
 }
 
+/* Receives: remembered only when the caller asked for the peer's address
+ * (recv() on a connected socket needs nothing from its syscall). */
 TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
 {
-    struct call_ctx c = {.kind = CALL_RECVFROM, .addr = (__u64)args->addr};
-    stash(&c);
+    if (args->addr) {
+        struct call_ctx c = {.kind = CALL_RECVFROM, .addr = (__u64)args->addr};
+        stash(&c);
+    }
     return 0;
 }
 
@@ -627,8 +631,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
 {
-    struct call_ctx c = {.kind = CALL_RECVMSG, .ptr = (__u64)args->msg};
-    stash(&c);
+    if (msghdr_name((__u64)args->msg)) {
+        struct call_ctx c = {.kind = CALL_RECVMSG, .ptr = (__u64)args->msg};
+        stash(&c);
+    }
     return 0;
 }
 
