@@ -583,8 +583,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
 {
-    struct call_ctx c = {.kind = CALL_SENDMSG, .ptr = (__u64)args->msg};
-    stash(&c);
+    if (msghdr_name((__u64)args->msg)) {
+        struct call_ctx c = {.kind = CALL_SENDMSG, .ptr = (__u64)args->msg};
+        stash(&c);
+    }
     return 0;
 }
 
