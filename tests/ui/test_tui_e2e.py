@@ -282,9 +282,14 @@ def test_help_overlay(term_factory: StartTerm, main_file: Path) -> None:
     t = term_factory(main_file)
     ready(t)
     t.send("h")
-    t.wait_text("Keys (any key closes this help)")
-    for key in ("PgUp/PgDn", "Home/End", "reverse", "pause", "filter", "kernel", "processes"):
-        assert key in t.text()
+    # The overlay is painted top to bottom: wait for all of it, not its title.
+    keys = ("PgUp/PgDn", "Home/End", "reverse", "pause", "filter", "kernel", "processes")
+    t.wait_for(
+        lambda t: (
+            "Keys (any key closes this help)" in t.text() and all(key in t.text() for key in keys)
+        ),
+        what="the whole help overlay",
+    )
     t.send(" ")
     t.wait_for(lambda t: "Keys" not in t.text() and table_pids(t) == BY_RATE, what="closed")
     t.send("?")
