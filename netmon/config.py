@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from netmon import __version__
+from netmon.abi import load_abi
 from netmon.units import format_rate, parse_rate
 
 DEFAULT_INTERVAL_MS = 1000.0
 DEFAULT_ALPHA = 0.4
 DEFAULT_THRESHOLD_BPS = 10.0 * 1024 * 1024
-DEFAULT_MAX_FLOWS = 10240
+DEFAULT_MAX_FLOWS = load_abi().values["MAX_FLOWS"]  # the kernel program's default
 MAX_MAX_FLOWS = 4 * 1024 * 1024
 PROBE_MODES = ("auto", "syscalls", "socket")
 

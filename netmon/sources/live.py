@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from netmon.abi import Abi, bpf_dir, load_abi
+from netmon.config import PROBE_MODES
 from netmon.errors import (
     BccMissing,
     KernelHeadersMissing,
@@ -29,7 +30,6 @@ from netmon.sources.socket_tables import ephemeral_range, listening_ports
 log = logging.getLogger(__name__)
 
 TRACEFS = Path("/sys/kernel/tracing")
-PROBE_MODES = ("auto", "socket", "syscalls")
 
 # What each probe mode cannot see; netmon warns about it at start.
 BLIND_SPOTS = {
