@@ -137,8 +137,6 @@ static __always_inline void account(struct traffic_key *key, __u64 bytes, __u64 
     }
     if (ps)
         add_stats(ps, bytes, msgs, sending, now);
-    else
-        count(NETMON_COUNTER_PROCESS_DROPS);
 
     __u32 proto = key->protocol;
     __u64 *total = protocol_totals.lookup(&proto);

@@ -42,9 +42,8 @@
 
 /* Slots of the `counters` array. */
 #define NETMON_COUNTER_FLOW_DROPS 0     /* flows that could not be inserted */
-#define NETMON_COUNTER_PROCESS_DROPS 1  /* processes that could not be inserted */
-#define NETMON_COUNTER_FLOWS_CREATED 2  /* flows inserted since start */
-#define NETMON_COUNTER_MAX 3
+#define NETMON_COUNTER_FLOWS_CREATED 1  /* flows inserted since start */
+#define NETMON_COUNTER_MAX 2
 
 struct traffic_key {
     __u32 pid;               /* tgid */
