@@ -278,12 +278,10 @@ class LiveSource:
         }
         # The kernel keeps a process's name current (renames, exec); a flow's
         # own name is the one it had when the flow began.
-        flows = {
-            key: replace(counters, comm=processes[key.pid].comm)
-            if key.pid in processes and processes[key.pid].comm
-            else counters
-            for key, counters in flows.items()
-        }
+        for key, counters in flows.items():
+            process = processes.get(key.pid)
+            if process is not None and process.comm and process.comm != counters.comm:
+                flows[key] = replace(counters, comm=process.comm)
         protocols = {
             self._abi.name("PROTO", _scalar(k)): _scalar(v) for k, v in self._protocols.items()
         }
