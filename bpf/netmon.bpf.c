@@ -3,11 +3,25 @@
  * Two probe modes, chosen by user space with -D:
  *   NETMON_MODE_SOCKET   sock:sock_send_length / sock:sock_recv_length count
  *                        every socket-layer send and receive (any syscall,
- *                        sendfile, splice to a socket, io_uring); a few syscall
- *                        tracepoints add what the socket layer cannot see.
+ *                        sendfile, splice to a socket, io_uring). The peers of
+ *                        unconnected UDP sockets come from cgroup sock_addr
+ *                        programs, which run only on those calls. Syscall
+ *                        tracepoints add what the socket layer cannot see:
+ *                        splice/sendfile out of TCP sockets (always attached)
+ *                        and the peers of unconnected raw and ICMP sockets
+ *                        (the raw_* programs, attached by user space only
+ *                        while such sockets exist: any syscall tracepoint puts
+ *                        every syscall of every process on a slower path).
  *   NETMON_MODE_SYSCALLS sys_enter_* / sys_exit_* only, for kernels without
  *                        those tracepoints.
  * Counting uses what moved (return values), never the requested length.
+ *
+ * A socket's flow identity (protocol, family, side, port, peer) is worked out
+ * once, when the socket is first seen by a process, and remembered in
+ * sock_idents; each event then costs one lookup there. The remembered
+ * identity also keeps a socket's bytes on its flow when the kernel changes
+ * the socket under it (the local port is released at TCP_CLOSE while the
+ * reader still drains its receive queue).
  *
  * Offsets of fields that differ between kernel versions (OFF_*) come from the
  * running kernel's BTF, passed in by user space.
@@ -57,17 +71,55 @@ struct call_ctx {
     __u32 flags;
     __u8 kind;       /* enum call_kind */
     __u8 deferred;   /* socket mode: receive counted at syscall exit */
-    __u8 seen;       /* socket mode: a receive event fired during the call */
+    __u8 pad;
     __u8 idx;        /* socket mode: next sendmmsg message */
+};
+
+/* The start of struct sock_common, read at once. */
+struct sock_head {
+    __u32 daddr;
+    __u32 rcv_saddr;
+    __u32 hash;
+    __u16 dport;     /* network order */
+    __u16 num;       /* local port, host order */
+    __u16 family;
+    __u16 pad;
+};
+
+/* A socket's flow identity as one process sees it (value of sock_idents,
+ * keyed by the socket's address). For a connected socket `key` is complete;
+ * otherwise the peer (and a client's port) comes from each call. */
+struct sock_ident {
+    struct sock_head head;   /* what the socket looked like when resolved */
+    struct traffic_key key;
+    __u8 connected;
+    __u8 pad[3];
+};
+
+/* The peer of the UDP call in progress on a thread, from the cgroup
+ * sock_addr programs (value of udp_peers, keyed by pid_tgid). */
+struct udp_peer {
+    __u64 sk;
+    __u8 ip[16];     /* IPv4 in the first 4 bytes when `v4` */
+    __u16 port_be;
+    __u8 v4;
+    __u8 pad[5];
 };
 
 BPF_TABLE("lru_hash", struct traffic_key, struct traffic_stats, traffic_map, NETMON_MAX_FLOWS);
 BPF_TABLE("lru_hash", __u32, struct traffic_stats, pid_stats, NETMON_MAX_PROCESSES);
-BPF_HASH(protocol_totals, __u32, __u64, 16);
+BPF_PERCPU_ARRAY(protocol_totals, __u64, NETMON_PROTO_SLOTS);
 BPF_TABLE("lru_hash", struct traffic_key, __u64, anomaly_map, NETMON_MAX_FLOWS);
 BPF_HASH(listen_ports, struct port_key, __u32, NETMON_MAX_LISTEN_PORTS);
+BPF_TABLE("lru_hash", __u64, struct sock_ident, sock_idents, NETMON_MAX_SOCKETS);
 BPF_TABLE("lru_hash", __u64, struct call_ctx, calls, NETMON_MAX_CALLS);
 BPF_ARRAY(counters, __u64, NETMON_COUNTER_MAX);
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define NETMON_V4MAPPED_WORD 0xffff0000   /* bytes 00 00 ff ff */
+#else
+#define NETMON_V4MAPPED_WORD 0x0000ffff
+#endif
 
 static __always_inline __u16 netmon_ntohs(__u16 v)
 {
@@ -141,7 +193,7 @@ static __always_inline void account(struct traffic_key *key, __u64 bytes, __u64 
     __u32 proto = key->protocol;
     __u64 *total = protocol_totals.lookup(&proto);
     if (total)
-        __sync_fetch_and_add(total, bytes);
+        *total += bytes;   /* per-CPU: no atomic needed */
 }
 
 /* A process renamed itself (prctl, exec): keep its name current without
@@ -159,34 +211,7 @@ TRACEPOINT_PROBE(task, task_rename)
     return 0;
 }
 
-/* Fill key->remote_ip and *rport_be from a user sockaddr; 0 if unusable. */
-static __always_inline int read_user_sockaddr(struct traffic_key *key, __u16 *rport_be,
-                                              __u64 uaddr)
-{
-    __u16 family = 0;
-    if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
-        return 0;
-    if (family == NETMON_AF_INET && key->family == NETMON_FAMILY_IPV4) {
-        bpf_probe_read_user(rport_be, 2, (void *)(uaddr + 2));
-        bpf_probe_read_user(key->remote_ip, 4, (void *)(uaddr + 4));
-        return 1;
-    }
-    if (family == NETMON_AF_INET6 && key->family == NETMON_FAMILY_IPV6) {
-        bpf_probe_read_user(rport_be, 2, (void *)(uaddr + 2));
-        bpf_probe_read_user(key->remote_ip, 16, (void *)(uaddr + 8));
-        return 1;
-    }
-    return 0;
-}
-
-/* The sockaddr a user msghdr points to (msg_name is its first field). */
-static __always_inline __u64 msghdr_name(__u64 msghdr)
-{
-    __u64 name = 0;
-    if (msghdr)
-        bpf_probe_read_user(&name, sizeof(name), (void *)msghdr);
-    return name;
-}
+/* ---------------------------------------------------------------- identity */
 
 static __always_inline int classify(__u16 type, __u16 protocol)
 {
@@ -203,75 +228,51 @@ static __always_inline int classify(__u16 type, __u16 protocol)
     return 0;
 }
 
-/* Build the flow key for socket `sk` owned by the current process. `uaddr`
- * (a user sockaddr) names the peer when the socket is not connected.
- * Returns 0 when the socket is not network traffic we count. Sets
- * *connected when the socket itself knows its peer. */
-/* The start of struct sock_common, read at once. */
-struct sock_head {
-    __u32 daddr;
-    __u32 rcv_saddr;
-    __u32 hash;
-    __u16 dport;     /* network order */
-    __u16 num;       /* local port, host order */
-    __u16 family;
-};
-
-/* Build the flow key for socket `sk` owned by the current process. `uaddr`
- * (a user sockaddr) names the peer when the socket is not connected.
- * Returns 0 when the socket is not network traffic we count. Sets
- * *connected when the socket itself knows its peer. */
-static __always_inline int build_key(struct traffic_key *key, __u64 sk, __u64 uaddr,
-                                     int *connected)
+static __always_inline int ip_is_zero(__u8 *ip)
 {
-    char *s = (char *)sk;
-    struct sock_head head = {};
-    __u16 type_protocol[2] = {};
-    __u16 rport_be = 0;
+    __u32 *w = (__u32 *)ip;   /* 4-byte aligned in the structs that hold it */
+    return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
 
-    __builtin_memset(key, 0, sizeof(*key));
-    *connected = 0;
-    if (!sk)
-        return 0;
-    key->pid = bpf_get_current_pid_tgid() >> 32;
-    bpf_probe_read_kernel(&head, sizeof(head), s);
-    if (head.family == NETMON_AF_PACKET) {
+/* Work out the identity of socket `sk` for the current process from the
+ * socket itself. Returns 0 when it is not network traffic we count. */
+static __always_inline int resolve_ident(struct sock_ident *id, char *sk, struct sock_head *head,
+                                         __u32 tgid)
+{
+    struct traffic_key *key = &id->key;
+    __u16 type_protocol[2] = {};
+
+    __builtin_memset(id, 0, sizeof(*id));
+    id->head = *head;
+    key->pid = tgid;
+    if (head->family == NETMON_AF_PACKET) {
         key->protocol = NETMON_PROTO_PACKET;
         key->family = NETMON_FAMILY_PACKET;
-        *connected = 1;
+        id->connected = 1;
         return 1;
     }
-    if (head.family == NETMON_AF_INET) {
+    if (head->family == NETMON_AF_INET) {
         key->family = NETMON_FAMILY_IPV4;
-        *(__u32 *)key->remote_ip = head.daddr;
-        *connected = head.daddr != 0;
-    } else if (head.family == NETMON_AF_INET6) {
+        *(__u32 *)key->remote_ip = head->daddr;
+    } else if (head->family == NETMON_AF_INET6) {
         key->family = NETMON_FAMILY_IPV6;
-        bpf_probe_read_kernel(key->remote_ip, 16, s + SKC_V6_DADDR);
-        __u32 *ip = (__u32 *)key->remote_ip;   /* 4-byte aligned in the key */
-        *connected = (ip[0] | ip[1] | ip[2] | ip[3]) != 0;
+        bpf_probe_read_kernel(key->remote_ip, 16, sk + SKC_V6_DADDR);
     } else {
         return 0;   /* AF_UNIX, netlink, ... are not network traffic */
     }
+    id->connected = !ip_is_zero(key->remote_ip);
     /* sk_type and sk_protocol are adjacent u16s (checked by user space). */
-    bpf_probe_read_kernel(type_protocol, sizeof(type_protocol), s + OFF_SK_TYPE_PROTOCOL);
-    __u16 type = type_protocol[OFF_SK_TYPE_INDEX];
-    __u16 protocol = type_protocol[1 - OFF_SK_TYPE_INDEX];
-    key->protocol = classify(type, protocol);
+    bpf_probe_read_kernel(type_protocol, sizeof(type_protocol), sk + OFF_SK_TYPE_PROTOCOL);
+    key->protocol = classify(type_protocol[OFF_SK_TYPE_INDEX],
+                             type_protocol[1 - OFF_SK_TYPE_INDEX]);
     if (!key->protocol)
         return 0;
-
-    if (*connected)
-        rport_be = head.dport;
-    else
-        read_user_sockaddr(key, &rport_be, uaddr);
-
     if (key->protocol != NETMON_PROTO_TCP && key->protocol != NETMON_PROTO_UDP)
         return 1;   /* no ports: role unknown, port 0 */
 
-    __u16 lport = head.num;
+    __u16 lport = head->num;
     __u8 locks = 0;
-    bpf_probe_read_kernel(&locks, sizeof(locks), s + OFF_SK_USERLOCKS);
+    bpf_probe_read_kernel(&locks, sizeof(locks), sk + OFF_SK_USERLOCKS);
     struct port_key pk = {.port = lport, .protocol = key->protocol};
     /* The server side: bound to a port by bind(), on a port outside the
      * ephemeral range (clients get ephemeral ports), or on a listening port
@@ -282,17 +283,119 @@ static __always_inline int build_key(struct traffic_key *key, __u64 sk, __u64 ua
         key->port = lport;
     } else {
         key->role = NETMON_ROLE_CLIENT;
-        key->port = netmon_ntohs(rport_be);
+        if (id->connected)
+            key->port = netmon_ntohs(head->dport);
     }
     return 1;
 }
 
-static __always_inline void account_sk(__u64 sk, __u64 uaddr, __u64 bytes, int sending)
+/* Is the remembered identity still this socket's? A different peer or local
+ * port means the socket was reconnected, or freed and its memory reused. */
+static __always_inline int same_socket(struct sock_ident *id, struct sock_head *head, char *sk)
+{
+    struct sock_head *was = &id->head;
+    if (head->family != was->family || head->daddr != was->daddr ||
+        head->rcv_saddr != was->rcv_saddr || head->dport != was->dport ||
+        head->num != was->num)
+        return 0;
+    if (head->family == NETMON_AF_INET6) {
+        __u8 daddr[16] = {};
+        bpf_probe_read_kernel(daddr, 16, sk + SKC_V6_DADDR);
+        __u32 *now = (__u32 *)daddr, *then = (__u32 *)id->key.remote_ip;
+        if (!id->connected)
+            return ip_is_zero(daddr);
+        return now[0] == then[0] && now[1] == then[1] && now[2] == then[2] && now[3] == then[3];
+    }
+    return 1;
+}
+
+/* The identity of `sk` for the current process: remembered, or worked out
+ * now into *scratch and remembered. NULL when the socket does not count. */
+static __always_inline struct sock_ident *socket_ident(__u64 sk, struct sock_ident *scratch)
+{
+    struct sock_head head;
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+    if (!sk || bpf_probe_read_kernel(&head, sizeof(head), (void *)sk))
+        return 0;
+    if (head.num == 0) {
+        /* At TCP_CLOSE the kernel releases the local port (skc_num = 0) while
+         * the owner may still drain the receive queue; inet_sport keeps it. */
+        __u16 sport_be = 0;
+        bpf_probe_read_kernel(&sport_be, sizeof(sport_be), (char *)sk + OFF_INET_SPORT);
+        head.num = netmon_ntohs(sport_be);
+    }
+    struct sock_ident *id = sock_idents.lookup(&sk);
+    if (id && id->key.pid == tgid && same_socket(id, &head, (char *)sk))
+        return id;
+    if (!resolve_ident(scratch, (char *)sk, &head, tgid))
+        return 0;
+    sock_idents.update(&sk, scratch);
+    return scratch;
+}
+
+/* The flow of one call: the socket's identity plus, for an unconnected
+ * socket, the peer of this call (network-order port). */
+static __always_inline void flow_with_peer(struct traffic_key *key, struct sock_ident *id,
+                                           __u8 *ip, __u16 port_be)
+{
+    *key = id->key;
+    if (id->connected)
+        return;
+    if (ip)
+        __builtin_memcpy(key->remote_ip, ip, 16);
+    if (key->role == NETMON_ROLE_CLIENT)
+        key->port = netmon_ntohs(port_be);
+}
+
+/* Peer from a user sockaddr, when its family matches the socket's. */
+static __always_inline int read_user_peer(__u8 *ip, __u16 *port_be, __u64 uaddr, __u8 family)
+{
+    __u16 sa_family = 0;
+    if (!uaddr || bpf_probe_read_user(&sa_family, sizeof(sa_family), (void *)uaddr))
+        return 0;
+    if (sa_family == NETMON_AF_INET && family == NETMON_FAMILY_IPV4) {
+        bpf_probe_read_user(port_be, 2, (void *)(uaddr + 2));
+        bpf_probe_read_user(ip, 4, (void *)(uaddr + 4));
+        return 1;
+    }
+    if (sa_family == NETMON_AF_INET6 && family == NETMON_FAMILY_IPV6) {
+        bpf_probe_read_user(port_be, 2, (void *)(uaddr + 2));
+        bpf_probe_read_user(ip, 16, (void *)(uaddr + 8));
+        return 1;
+    }
+    return 0;
+}
+
+/* Count a call on an identified socket whose peer, if it needs one, is the
+ * user sockaddr at `uaddr` (0: none given). */
+static __always_inline void account_user_peer(struct sock_ident *id, __u64 uaddr, __u64 bytes,
+                                              __u64 msgs, int sending)
 {
     struct traffic_key key;
-    int connected;
-    if (build_key(&key, sk, uaddr, &connected))
-        account(&key, bytes, 1, sending);
+    __u8 ip[16] = {};
+    __u16 port_be = 0;
+    if (!id->connected)
+        read_user_peer(ip, &port_be, uaddr, id->key.family);
+    flow_with_peer(&key, id, ip, port_be);
+    account(&key, bytes, msgs, sending);
+}
+
+static __always_inline void account_sk(__u64 sk, __u64 uaddr, __u64 bytes, int sending)
+{
+    struct sock_ident scratch;
+    struct sock_ident *id = socket_ident(sk, &scratch);
+    if (id)
+        account_user_peer(id, uaddr, bytes, 1, sending);
+}
+
+/* The sockaddr a user msghdr points to (msg_name is its first field). */
+static __always_inline __u64 msghdr_name(__u64 msghdr)
+{
+    __u64 name = 0;
+    if (msghdr)
+        bpf_probe_read_user(&name, sizeof(name), (void *)msghdr);
+    return name;
 }
 
 /* Walk current->files to the socket behind `fd`; 0 if it is not a socket. */
@@ -366,11 +469,18 @@ static __always_inline __u32 mmsg_len(__u64 vec, int i)
  * NETMON_MAX_MMSG_PEERS are added to the last peer read. */
 static __always_inline void account_mmsg(__u64 sk, __u64 vec, long n, int sending)
 {
-    struct traffic_key key;
-    int connected, i;
+    struct sock_ident scratch;
+    struct sock_ident *found = socket_ident(sk, &scratch);
     __u64 bytes = 0, msgs = 0;
-    if (!build_key(&key, sk, 0, &connected))
+    int i;
+    if (!found)
         return;
+    /* A copy the verifier knows nothing about: with the constants of each
+     * way resolve_ident() can go, it would follow every one of them through
+     * the loops below separately, past its instruction limit. */
+    struct sock_ident local;
+    bpf_probe_read_kernel(&local, sizeof(local), found);
+    struct sock_ident *id = &local;
     /* Real loops: unrolled they would copy account() many times. */
 #pragma clang loop unroll(disable)
     for (i = 0; i < NETMON_MAX_MMSG; i++) {
@@ -379,21 +489,22 @@ static __always_inline void account_mmsg(__u64 sk, __u64 vec, long n, int sendin
         bytes += mmsg_len(vec, i);
         msgs++;
     }
-    if (!connected) {
+    if (!id->connected) {
 #pragma clang loop unroll(disable)
         for (i = 0; i < NETMON_MAX_MMSG_PEERS; i++) {
             if (msgs <= 1)
                 break;
             __u32 len = mmsg_len(vec, i);
-            build_key(&key, sk, msghdr_name(vec + (__u64)i * MMSG_SIZE), &connected);
-            account(&key, len, 1, sending);
+            account_user_peer(id, msghdr_name(vec + (__u64)i * MMSG_SIZE), len, 1, sending);
             bytes -= len;
             msgs--;
         }
-        build_key(&key, sk, msghdr_name(vec + (__u64)i * MMSG_SIZE), &connected);
+        if (msgs)
+            account_user_peer(id, msghdr_name(vec + (__u64)i * MMSG_SIZE), bytes, msgs, sending);
+        return;
     }
     if (msgs)
-        account(&key, bytes, msgs, sending);
+        account_user_peer(id, 0, bytes, msgs, sending);
 }
 
 /* The peer of a receive: recvfrom's addr, or recvmsg's msg_name. */
@@ -402,8 +513,20 @@ static __always_inline __u64 recv_addr(struct call_ctx *c)
     return c->kind == CALL_RECVFROM ? c->addr : msghdr_name(c->ptr);
 }
 
-/* The input side of splice/sendfile is a socket: count what it read, unless
- * the socket layer already did (tcp_splice_read bypasses sock_recvmsg). */
+/* Whether the socket is TCP (its protocol field, read directly). */
+static __always_inline int is_tcp(__u64 sk)
+{
+    __u16 type_protocol[2] = {};
+    bpf_probe_read_kernel(type_protocol, sizeof(type_protocol),
+                          (char *)sk + OFF_SK_TYPE_PROTOCOL);
+    __u16 protocol = type_protocol[1 - OFF_SK_TYPE_INDEX];
+    return protocol == NETMON_IPPROTO_TCP || protocol == NETMON_IPPROTO_MPTCP;
+}
+
+/* The input side of splice/sendfile is a socket: count what it read. In
+ * socket mode only TCP input needs it (tcp_splice_read bypasses
+ * sock_recvmsg; other sockets' splice reads go through it and are counted
+ * by sock_recv_length). */
 static __always_inline void exit_splice(long ret)
 {
     __u64 id = bpf_get_current_pid_tgid();
@@ -412,7 +535,7 @@ static __always_inline void exit_splice(long ret)
         return;
     if (ret > 0) {
 #ifdef NETMON_MODE_SOCKET
-        if (c->sk2 && !c->seen)
+        if (c->sk2)
             account_sk(c->sk2, 0, ret, 0);
 #else
         if (c->sk)
@@ -427,10 +550,14 @@ static __always_inline void exit_splice(long ret)
 static __always_inline void enter_splice(int fd_out, int fd_in)
 {
     struct call_ctx c = {.kind = CALL_SPLICE};
-#ifndef NETMON_MODE_SOCKET
-    c.sk = net_sk_from_fd(fd_out);
-#endif
+#ifdef NETMON_MODE_SOCKET
     c.sk2 = net_sk_from_fd(fd_in);
+    if (c.sk2 && !is_tcp(c.sk2))
+        c.sk2 = 0;
+#else
+    c.sk = net_sk_from_fd(fd_out);
+    c.sk2 = net_sk_from_fd(fd_in);
+#endif
     if (c.sk || c.sk2)
         stash(&c);
 }
@@ -507,70 +634,173 @@ TRACEPOINT_PROBE(syscalls, sys_enter_listen)
 
 #ifdef NETMON_MODE_SOCKET
 
-/* The peer of the send in progress on an unconnected socket, from the
- * syscall's arguments. */
-static __always_inline __u64 pending_send_addr(void)
+BPF_TABLE("lru_hash", __u64, struct udp_peer, udp_peers, NETMON_MAX_CALLS);
+
+/* ------------------------------------------- UDP peers (cgroup sock_addr) */
+
+/* The kernel runs these on unconnected UDP sends that name a destination,
+ * and on receives that ask for the source, just before the socket-layer
+ * tracepoint of the same call: remember the peer for that tracepoint. They
+ * never change the call (return 1: allow). */
+static __always_inline void remember_udp_peer(struct bpf_sock_addr *ctx, int v6)
 {
     __u64 id = bpf_get_current_pid_tgid();
-    struct call_ctx *c = calls.lookup(&id);
-    if (!c)
-        return 0;
-    if (c->kind == CALL_SENDTO)
-        return c->addr;
-    if (c->kind == CALL_SENDMSG)
-        return msghdr_name(c->ptr);
-    if (c->kind == CALL_SENDMMSG) {
-        __u64 entry = c->ptr + (__u64)c->idx * MMSG_SIZE;
-        c->idx++;
-        return msghdr_name(entry);
+    struct udp_peer fresh = {};
+    struct udp_peer *p = udp_peers.lookup(&id);
+    if (!p)
+        p = &fresh;
+    p->sk = (__u64)ctx->sk;
+    p->port_be = (__u16)ctx->user_port;
+    __u32 *ip = (__u32 *)p->ip;
+    p->v4 = !v6;
+    if (v6) {
+        ip[0] = ctx->user_ip6[0];
+        ip[1] = ctx->user_ip6[1];
+        ip[2] = ctx->user_ip6[2];
+        ip[3] = ctx->user_ip6[3];
+    } else {
+        ip[0] = ctx->user_ip4;
+        ip[1] = ip[2] = ip[3] = 0;
     }
-    return 0;
+    if (p == &fresh)
+        udp_peers.update(&id, &fresh);
+}
+
+/* One program per attach point: the kernel ties a program to one. */
+int udp4_sendmsg_peer(struct bpf_sock_addr *ctx)
+{
+    remember_udp_peer(ctx, 0);
+    return 1;
+}
+
+int udp6_sendmsg_peer(struct bpf_sock_addr *ctx)
+{
+    remember_udp_peer(ctx, 1);
+    return 1;
+}
+
+int udp4_recvmsg_peer(struct bpf_sock_addr *ctx)
+{
+    remember_udp_peer(ctx, 0);
+    return 1;
+}
+
+int udp6_recvmsg_peer(struct bpf_sock_addr *ctx)
+{
+    remember_udp_peer(ctx, 1);
+    return 1;
+}
+
+/* --------------------------------------------------- socket-layer counting */
+
+/* Count a socket-layer event on an unconnected socket. UDP: the peer from the
+ * cgroup program of this call, if it ran. Raw and ICMP: from the syscall's
+ * arguments (raw_* programs below); a receive's source reaches user memory
+ * only when the syscall returns, so it is counted there. */
+static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk, __u64 bytes,
+                                                int sending)
+{
+    __u64 tid = bpf_get_current_pid_tgid();
+    struct traffic_key key;
+    if (id->key.protocol == NETMON_PROTO_UDP) {
+        struct udp_peer *p = udp_peers.lookup(&tid);
+        if (p && p->sk == sk) {
+            __u32 ip[4] = {*(__u32 *)p->ip, 0, 0, 0};
+            /* An IPv6 socket sending to a v4-mapped address goes through the
+             * IPv4 code, which reports the IPv4 address: map it back. */
+            if (p->v4 && id->key.family == NETMON_FAMILY_IPV6) {
+                ip[2] = NETMON_V4MAPPED_WORD;   /* ::ffff:a.b.c.d */
+                ip[3] = ip[0];
+                ip[0] = 0;
+            } else if (!p->v4) {
+                __builtin_memcpy(ip, p->ip, 16);
+            }
+            flow_with_peer(&key, id, (__u8 *)ip, p->port_be);
+            p->sk = 0;   /* used: a later call without a peer must not reuse it */
+        } else {
+            flow_with_peer(&key, id, 0, 0);
+        }
+        account(&key, bytes, 1, sending);
+        return;
+    }
+    __u64 uaddr = 0;
+    struct call_ctx *c = calls.lookup(&tid);
+    if (c && sending) {
+        if (c->kind == CALL_SENDTO) {
+            uaddr = c->addr;
+        } else if (c->kind == CALL_SENDMSG) {
+            uaddr = msghdr_name(c->ptr);
+        } else if (c->kind == CALL_SENDMMSG) {
+            uaddr = msghdr_name(c->ptr + (__u64)c->idx * MMSG_SIZE);
+            c->idx++;
+        }
+    } else if (c && c->kind >= CALL_RECVFROM && c->kind <= CALL_RECVMMSG) {
+        c->sk = sk;
+        c->deferred = 1;
+        return;
+    }
+    account_user_peer(id, uaddr, bytes, 1, sending);
 }
 
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
-    struct traffic_key key;
-    int connected;
-    __u64 sk = (__u64)args->sk;
+    struct sock_ident scratch;
     if (args->ret <= 0)
         return 0;
-    if (!build_key(&key, sk, 0, &connected))
+    struct sock_ident *id = socket_ident((__u64)args->sk, &scratch);
+    if (!id)
         return 0;
-    if (!connected)
-        build_key(&key, sk, pending_send_addr(), &connected);
-    account(&key, args->ret, 1, 1);
+    if (id->connected)
+        account(&id->key, args->ret, 1, 1);
+    else
+        account_unconnected(id, (__u64)args->sk, args->ret, 1);
     return 0;
 }
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-    struct traffic_key key;
-    int connected;
-    __u64 sk = (__u64)args->sk;
+    struct sock_ident scratch;
     if (args->ret <= 0 || (args->flags & NETMON_MSG_PEEK))
         return 0;
-    if (!build_key(&key, sk, 0, &connected))
+    struct sock_ident *id = socket_ident((__u64)args->sk, &scratch);
+    if (!id)
         return 0;
-    __u64 id = bpf_get_current_pid_tgid();
-    struct call_ctx *c = calls.lookup(&id);
-    if (c) {
-        c->seen = 1;
-        /* Unconnected: the peer address reaches user memory only when the
-         * syscall returns, so count there. */
-        if (!connected && c->kind >= CALL_RECVFROM && c->kind <= CALL_RECVMMSG) {
-            c->sk = sk;
-            c->deferred = 1;
-            return 0;
-        }
-    }
-    account(&key, args->ret, 1, 0);
+    if (id->connected)
+        account(&id->key, args->ret, 1, 0);
+    else
+        account_unconnected(id, (__u64)args->sk, args->ret, 0);
     return 0;
 }
 
-/* Sends: only the peer address of unconnected sockets is needed, so there is
- * no exit handler; a stale entry is only consulted for an unconnected send
- * and is overwritten by the thread's next send call. */
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+/* ------------------------------ raw and ICMP peers (attached on demand) */
+
+/* Count raw and ICMP sockets as they come and go (cgroup sock programs run
+ * only at socket creation and release), so that user space attaches the
+ * raw_* programs below only while such sockets exist. */
+static __always_inline int is_raw_or_icmp(struct bpf_sock *sk)
+{
+    return sk->type == NETMON_SOCK_RAW || sk->protocol == NETMON_IPPROTO_ICMP ||
+           sk->protocol == NETMON_IPPROTO_ICMPV6;
+}
+
+int raw_socket_created(struct bpf_sock *sk)
+{
+    if (is_raw_or_icmp(sk))
+        count(NETMON_COUNTER_RAW_OPENED);
+    return 1;
+}
+
+int raw_socket_released(struct bpf_sock *sk)
+{
+    if (is_raw_or_icmp(sk))
+        count(NETMON_COUNTER_RAW_CLOSED);
+    return 1;
+}
+
+/* Sends: only the peer address is needed, so there is no exit program; a
+ * stale entry is only consulted for an unconnected raw/ICMP send and is
+ * overwritten by the thread's next send call. */
+int raw_enter_sendto(struct tracepoint__syscalls__sys_enter_sendto *args)
 {
     if (args->addr) {
         struct call_ctx c = {.kind = CALL_SENDTO, .addr = (__u64)args->addr};
@@ -579,7 +809,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+int raw_enter_sendmsg(struct tracepoint__syscalls__sys_enter_sendmsg *args)
 {
     if (msghdr_name((__u64)args->msg)) {
         struct call_ctx c = {.kind = CALL_SENDMSG, .ptr = (__u64)args->msg};
@@ -588,7 +818,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg)
+int raw_enter_sendmmsg(struct tracepoint__syscalls__sys_enter_sendmmsg *args)
 {
     struct call_ctx c = {.kind = CALL_SENDMMSG, .ptr = (__u64)args->mmsg};
     stash(&c);
@@ -612,9 +842,8 @@ static __always_inline void exit_recv(long ret, int kind)
     calls.delete(&id);
 }
 
-/* Receives: remembered only when the caller asked for the peer's address
- * (recv() on a connected socket needs nothing from its syscall). */
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+/* Receives: remembered only when the caller asked for the peer's address. */
+int raw_enter_recvfrom(struct tracepoint__syscalls__sys_enter_recvfrom *args)
 {
     if (args->addr) {
         struct call_ctx c = {.kind = CALL_RECVFROM, .addr = (__u64)args->addr};
@@ -623,13 +852,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
+int raw_exit_recvfrom(struct tracepoint__syscalls__sys_exit_recvfrom *args)
 {
     exit_recv(args->ret, CALL_RECVFROM);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+int raw_enter_recvmsg(struct tracepoint__syscalls__sys_enter_recvmsg *args)
 {
     if (msghdr_name((__u64)args->msg)) {
         struct call_ctx c = {.kind = CALL_RECVMSG, .ptr = (__u64)args->msg};
@@ -638,20 +867,20 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg)
+int raw_exit_recvmsg(struct tracepoint__syscalls__sys_exit_recvmsg *args)
 {
     exit_recv(args->ret, CALL_RECVMSG);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmmsg)
+int raw_enter_recvmmsg(struct tracepoint__syscalls__sys_enter_recvmmsg *args)
 {
     struct call_ctx c = {.kind = CALL_RECVMMSG, .ptr = (__u64)args->mmsg};
     stash(&c);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_recvmmsg)
+int raw_exit_recvmmsg(struct tracepoint__syscalls__sys_exit_recvmmsg *args)
 {
     exit_recv(args->ret, CALL_RECVMMSG);
     return 0;

@@ -14,6 +14,7 @@
 #endif
 #define NETMON_MAX_PROCESSES NETMON_MAX_FLOWS
 #define NETMON_MAX_CALLS 16384      /* syscalls in flight (one per thread) */
+#define NETMON_MAX_SOCKETS 16384    /* sockets whose flow identity is remembered */
 #define NETMON_MAX_LISTEN_PORTS 4096
 #define NETMON_MAX_MMSG 1024        /* messages per sendmmsg/recvmmsg (UIO_MAXIOV) */
 #define NETMON_MAX_MMSG_PEERS 64    /* messages whose own peer address is read */
@@ -26,6 +27,8 @@
 #define NETMON_PROTO_ICMPV6 4       /* name: ICMPv6 */
 #define NETMON_PROTO_RAW 5          /* name: RAW */
 #define NETMON_PROTO_PACKET 6       /* name: PACKET */
+
+#define NETMON_PROTO_SLOTS 8        /* protocol_totals: one slot per id above */
 
 /* Address families. */
 #define NETMON_FAMILY_IPV4 1        /* name: IPv4 */
@@ -43,8 +46,11 @@
 /* Slots of the `counters` array. */
 #define NETMON_COUNTER_FLOW_DROPS 0     /* flows that could not be inserted */
 #define NETMON_COUNTER_FLOWS_CREATED 1  /* flows inserted since start */
-#define NETMON_COUNTER_MAX 2
+#define NETMON_COUNTER_RAW_OPENED 2     /* raw and ICMP sockets created since start */
+#define NETMON_COUNTER_RAW_CLOSED 3     /* raw and ICMP sockets released since start */
+#define NETMON_COUNTER_MAX 4
 
+/* Key of traffic_map and anomaly_map: one flow. */
 struct traffic_key {
     __u32 pid;               /* tgid */
     __u8 protocol;           /* NETMON_PROTO_* */

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -24,8 +25,9 @@ from netmon.errors import (
     TracefsUnavailable,
 )
 from netmon.model import FlowCounters, FlowKey, ProcessCounters, RawSample
+from netmon.sources.bpf_link import LinkError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
-from netmon.sources.socket_tables import ephemeral_range, listening_ports
+from netmon.sources.socket_tables import ephemeral_range, listening_ports, raw_and_icmp_sockets
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,34 @@ _BTF_OFFSETS = {
     "OFF_INODE_MODE": ("inode", "i_mode"),
     "OFF_SOCKET_SK": ("socket", "sk"),
     "OFF_SK_USERLOCKS": ("sock", "sk_userlocks"),
+    "OFF_INET_SPORT": ("inet_sock", "inet_sport"),
+}
+
+# Socket mode: cgroup programs (function -> BPFAttachType name, program type
+# name) that report the peers of unconnected UDP calls, and count the raw and
+# ICMP sockets that exist.
+CGROUP_PROGRAMS = {
+    "udp4_sendmsg_peer": ("CGROUP_UDP4_SENDMSG", "CGROUP_SOCK_ADDR"),
+    "udp6_sendmsg_peer": ("CGROUP_UDP6_SENDMSG", "CGROUP_SOCK_ADDR"),
+    "udp4_recvmsg_peer": ("CGROUP_UDP4_RECVMSG", "CGROUP_SOCK_ADDR"),
+    "udp6_recvmsg_peer": ("CGROUP_UDP6_RECVMSG", "CGROUP_SOCK_ADDR"),
+    "raw_socket_created": ("CGROUP_INET_SOCK_CREATE", "CGROUP_SOCK"),
+    "raw_socket_released": ("CGROUP_INET_SOCK_RELEASE", "CGROUP_SOCK"),
+}
+
+# Socket mode: syscall tracepoints that give the peers of unconnected raw and
+# ICMP sockets (function name -> tracepoint).
+RAW_PEER_PROGRAMS = {
+    f"raw_{edge}_{call}": f"syscalls:sys_{edge}_{call}"
+    for call, edges in (
+        ("sendto", ("enter",)),
+        ("sendmsg", ("enter",)),
+        ("sendmmsg", ("enter",)),
+        ("recvfrom", ("enter", "exit")),
+        ("recvmsg", ("enter", "exit")),
+        ("recvmmsg", ("enter", "exit")),
+    )
+    for edge in edges
 }
 
 _CAP_PERFMON, _CAP_BPF, _CAP_SYS_ADMIN = 38, 39, 21
@@ -80,8 +110,12 @@ def ensure_tracefs() -> None:
     if (TRACEFS / "events").is_dir():
         return
     try:
-        subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
-                       check=True, capture_output=True, timeout=10)
+        subprocess.run(
+            ["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise TracefsUnavailable(
             f"tracefs is not mounted at {TRACEFS} and mounting it failed ({exc}); "
@@ -200,6 +234,9 @@ class LiveSource:
         self._raw_keys: dict[FlowKey, Any] = {}
         self._batch = True
         self._closed = False
+        self._links: list[int] = []  # cgroup attachments: closing the fd detaches
+        self._raw_sockets_at_start = 0
+        self._raw_hooks_attached = False
 
     @classmethod
     def open(cls, probes: str = "auto", max_flows: int | None = None) -> LiveSource:
@@ -221,16 +258,68 @@ class LiveSource:
         source = cls(bpf, mode, abi)
         try:
             source._seed_maps()
+            if mode == "socket":
+                source._attach_cgroup_programs(bcc)
+                # After the counting programs are attached, so none is missed.
+                source._raw_sockets_at_start = raw_and_icmp_sockets()
+                source.update_raw_peer_hooks()
         except Exception:
             source.close()
             raise
         return source
 
+    def _attach_cgroup_programs(self, bcc: Any) -> None:
+        """Attach the cgroup programs at the root of the cgroup v2 hierarchy
+        (so: for every process)."""
+        root = cgroup2_mount()
+        if root is None:
+            raise ProbeError(
+                "socket mode needs the cgroup v2 hierarchy mounted (for the peers of "
+                "unconnected UDP sockets): mount it, or use --probes syscalls"
+            )
+        cgroup_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name, (attach, prog_type) in CGROUP_PROGRAMS.items():
+                attach_type = getattr(bcc.BPFAttachType, attach)
+                fn = self._bpf.load_func(name, getattr(bcc.BPF, prog_type), attach_type=attach_type)
+                try:
+                    self._links.append(link_create(fn.fd, cgroup_fd, int(attach_type)))
+                except LinkError as exc:
+                    raise ProbeError(
+                        f"attaching {name} to the cgroup at {root} failed: {exc.strerror}"
+                    ) from None
+        finally:
+            os.close(cgroup_fd)
+
+    @property
+    def raw_peer_hooks(self) -> bool:
+        """Whether the syscall programs that see the peers of unconnected raw
+        and ICMP sockets are attached (socket mode attaches them only while
+        such sockets exist; syscalls mode always sees them)."""
+        return self.mode == "syscalls" or self._raw_hooks_attached
+
+    def update_raw_peer_hooks(self) -> None:
+        """Attach the raw_* programs while raw or ICMP sockets exist, and
+        detach them when none do: any syscall tracepoint slows every syscall
+        of every process."""
+        if self.mode != "socket":
+            return
+        opened = self._counter("COUNTER_RAW_OPENED")
+        closed = self._counter("COUNTER_RAW_CLOSED")
+        wanted = self._raw_sockets_at_start + opened - closed > 0
+        if wanted == self._raw_hooks_attached:
+            return
+        for fn_name, tracepoint in RAW_PEER_PROGRAMS.items():
+            if wanted:
+                self._bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
+            else:
+                self._bpf.detach_tracepoint(tp=tracepoint)
+        self._raw_hooks_attached = wanted
+        log.info("raw/ICMP peer programs %s", "attached" if wanted else "detached")
+
     def _seed_maps(self) -> None:
-        """Pre-create protocol totals and record the listeners that existed
-        before netmon started (the kernel tracks later ones)."""
-        for proto_id in self._abi.names["PROTO"]:
-            self._protocols[self._protocols.Key(proto_id)] = self._protocols.Leaf(0)
+        """Record the listeners that existed before netmon started (the
+        kernel tracks later ones)."""
         ports = self._bpf["listen_ports"]
         tcp = self._abi.values["PROTO_TCP"]
         for port, listeners in listening_ports().items():
@@ -246,8 +335,12 @@ class LiveSource:
         return iter(list(table.items()))
 
     def read(self) -> RawSample:
+        self.update_raw_peer_hooks()
         monotonic_ns = time.monotonic_ns()
         wall = time.time()
+        # The creation count first: a flow created while the map is being read
+        # then shows up as present, never as evicted.
+        created = self._counter("COUNTER_FLOWS_CREATED")
         flows: dict[FlowKey, FlowCounters] = {}
         raw_keys: dict[FlowKey, Any] = {}
         kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
@@ -282,16 +375,14 @@ class LiveSource:
             process = processes.get(key.pid)
             if process is not None and process.comm and process.comm != counters.comm:
                 flows[key] = replace(counters, comm=process.comm)
-        protocols = {
-            self._abi.name("PROTO", _scalar(k)): _scalar(v) for k, v in self._protocols.items()
-        }
+        protocols = self._protocol_totals()
         return RawSample(
             monotonic_ns=monotonic_ns,
             wall_time=wall,
             flows=flows,
             processes=processes,
             protocols=protocols,
-            dropped=self._dropped(len(flows)),
+            dropped=self._dropped(created, len(flows)),
         )
 
     def _flow_key(self, raw_key: Any) -> FlowKey:
@@ -309,12 +400,20 @@ class LiveSource:
         """What anomaly_map holds now: the rates last written back (bytes/s)."""
         return {self._flow_key(k): _scalar(v) for k, v in self._items(self._anomaly)}
 
+    def _protocol_totals(self) -> dict[str, int]:
+        """Bytes per protocol name (protocol_totals is per CPU: summed here)."""
+        table = self._protocols
+        return {
+            name: int(table.sum(table.Key(proto_id)).value)
+            for proto_id, name in self._abi.names["PROTO"].items()
+        }
+
     def _counter(self, name: str) -> int:
         return _scalar(self._counters[ctypes.c_int(self._abi.values[name])])
 
-    def _dropped(self, flows_present: int) -> int:
-        """Failed inserts plus flows the LRU map evicted to make room."""
-        created = self._counter("COUNTER_FLOWS_CREATED")
+    def _dropped(self, created: int, flows_present: int) -> int:
+        """Failed inserts plus flows the LRU map evicted to make room, given
+        the creation count read before the map."""
         evicted = max(0, created - flows_present)
         return self._counter("COUNTER_FLOW_DROPS") + evicted
 
@@ -337,6 +436,9 @@ class LiveSource:
         if self._closed:
             return
         self._closed = True
+        for fd in self._links:
+            os.close(fd)
+        self._links.clear()
         self._bpf.cleanup()
 
     def __enter__(self) -> LiveSource:

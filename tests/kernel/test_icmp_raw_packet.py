@@ -1,4 +1,9 @@
-"""ICMP and ICMPv6 (raw and ping sockets), raw IP (protocol 253) and AF_PACKET."""
+"""ICMP and ICMPv6 (raw and ping sockets), raw IP (protocol 253) and AF_PACKET.
+
+The peers of unconnected raw and ICMP sockets come, in socket mode, from
+syscall programs that netmon attaches only while such sockets exist: the
+generators here wait, once their socket exists, until the source has seen it
+(`noticed`)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pytest
 from .flows import assert_no_problems, flow_mismatches, protocol_shortfall
 from .test_paths import server_endpoint
 from .traffic import (
+    Ledger,
     icmp_ping,
     packet_receiver,
     packet_sender,
@@ -18,12 +24,24 @@ from .traffic import (
 )
 
 
+def noticed(live: Any, *children: Any) -> Any:
+    """Wait until each gated child has its socket, poll the source once (as
+    the poller would) and return that sample; the raw peer programs are then
+    attached."""
+    for child in children:
+        assert child.recv() == "gated"
+    sample = live.read()
+    assert live.raw_peer_hooks, "a raw/ICMP socket exists but the peer programs are not attached"
+    return sample
+
+
 @pytest.mark.parametrize("net", ("lo4", "lo6", "veth4", "veth6"))
 def test_icmp_raw_socket(live: Any, spawn: Any, request: pytest.FixtureRequest, net: str) -> None:
     """Echo requests from a raw ICMP/ICMPv6 socket in the host; the kernel answers."""
     dest, _ns = server_endpoint(request, net)
-    before = live.read()
-    pinger = spawn("nm-icmp-raw", icmp_ping, dest, "raw", 5, 56)
+    pinger = spawn("nm-icmp-raw", icmp_ping, dest, "raw", 5, 56, True)
+    before = noticed(live, pinger)
+    pinger.send("go")
     ledger = pinger.result()
     after = live.read()
     problems = flow_mismatches(before, after, pinger.pid, ledger, pinger.comm, "pinger")
@@ -35,10 +53,11 @@ def test_icmp_raw_socket(live: Any, spawn: Any, request: pytest.FixtureRequest, 
 def test_icmp_ping_socket(live: Any, spawn: Any, netns: Any, family: str) -> None:
     """Ping sockets (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6) from inside the namespace
     (where ping_group_range allows them) to the host end of the veth."""
-    before = live.read()
     pinger = spawn(
-        "nm-icmp-dgram", icmp_ping, netns.host(family), "dgram", 5, 100, netns=netns.name
+        "nm-icmp-dgram", icmp_ping, netns.host(family), "dgram", 5, 100, True, netns=netns.name
     )
+    before = noticed(live, pinger)
+    pinger.send("go")
     ledger = pinger.result()
     after = live.read()
     problems = flow_mismatches(before, after, pinger.pid, ledger, pinger.comm, "pinger")
@@ -52,10 +71,13 @@ def test_raw_ip(live: Any, spawn: Any, request: pytest.FixtureRequest, net: str)
     dest, ns = server_endpoint(request, net)
     marker = os.urandom(8)
     sizes = (1, 64, 1000, 1400)
-    before = live.read()
-    receiver = spawn("nm-raw-recv", raw_receiver, dest, len(sizes), marker, netns=ns)
-    receiver.recv()
-    sender = spawn("nm-raw-send", raw_sender, dest, sizes, marker)
+    receiver = spawn("nm-raw-recv", raw_receiver, dest, len(sizes), marker, True, netns=ns)
+    sender = spawn("nm-raw-send", raw_sender, dest, sizes, marker, True)
+    # Both wait until netmon has seen their sockets: a receive already
+    # blocked when the peer programs attach has no peer either.
+    before = noticed(live, receiver, sender)
+    receiver.send("go")
+    sender.send("go")
     send_ledger = sender.result()
     recv_ledger = receiver.result()
     after = live.read()
@@ -85,3 +107,32 @@ def test_af_packet(live: Any, spawn: Any, netns: Any) -> None:
     problems += flow_mismatches(before, after, receiver.pid, recv_ledger, receiver.comm, "receiver")
     problems += protocol_shortfall(before, after, [send_ledger, recv_ledger])
     assert_no_problems(problems, live)
+
+
+def test_raw_sends_before_netmon_noticed_the_socket_count_without_a_peer(
+    live: Any, spawn: Any
+) -> None:
+    """Between a raw socket's creation and the next poll, socket mode has no
+    syscall program to give the peer: the bytes still count, exactly, on a
+    flow with no remote address. (syscalls mode always has the peer.)"""
+    marker = os.urandom(8)
+    sizes = (10, 300)
+    before = live.read()
+    hooked = live.raw_peer_hooks  # no poll until `after`: it stays so meanwhile
+    receiver = spawn("nm-raw-recv", raw_receiver, "127.0.0.1", len(sizes), marker)
+    receiver.recv()
+    sender = spawn("nm-raw-early", raw_sender, "127.0.0.1", sizes, marker)
+    ledgers = {sender.pid: sender.result(), receiver.pid: receiver.result()}
+    after = live.read()
+    problems = []
+    for child in (sender, receiver):
+        ledger = ledgers[child.pid] if hooked else _without_peers(ledgers[child.pid])
+        problems += flow_mismatches(before, after, child.pid, ledger, child.comm, child.comm)
+    assert_no_problems(problems, live)
+
+
+def _without_peers(ledger: Ledger) -> Ledger:
+    out = Ledger()
+    for (protocol, family, port, _ip, role), tally in ledger.flows.items():
+        out.at(protocol, family, port, None, role).add(tally)
+    return out

@@ -703,11 +703,14 @@ def echo_request(v6: bool, ident: int, seq: int, size: int) -> bytes:
     return struct.pack("!BBHHH", kind, 0, csum, ident, seq) + body
 
 
-def icmp_ping(ctl: Conn, dest: str, kind: str, count: int, size: int) -> Ledger:
+def icmp_ping(
+    ctl: Conn, dest: str, kind: str, count: int, size: int, gated: bool = False
+) -> Ledger:
     """Echo requests from a raw ("raw") or ping ("dgram") socket; receive the replies.
 
     Raw sockets are filtered to echo replies only, so the generator's own
-    count is the replies it read.
+    count is the replies it read. `gated`: wait for the test's go once the
+    socket exists.
     """
     v6 = family_of(dest) == socket.AF_INET6
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
@@ -720,6 +723,8 @@ def icmp_ping(ctl: Conn, dest: str, kind: str, count: int, size: int) -> Ledger:
         s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
     elif kind == "raw":
         s.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", 0xFFFFFFFF & ~1))
+    if gated:
+        gate(ctl)
     ledger = Ledger()
     name = "ICMPv6" if v6 else "ICMP"
     fam = "IPv6" if v6 else "IPv4"
@@ -741,12 +746,15 @@ def icmp_ping(ctl: Conn, dest: str, kind: str, count: int, size: int) -> Ledger:
 RAW_PROTO = 253  # RFC 3692 experimentation
 
 
-def raw_receiver(ctl: Conn, bind_ip: str, count: int, marker: bytes) -> Ledger:
+def raw_receiver(ctl: Conn, bind_ip: str, count: int, marker: bytes, gated: bool = False) -> Ledger:
     s = socket.socket(family_of(bind_ip), socket.SOCK_RAW, RAW_PROTO)
     set_recv_timeout(s)
     big_rcvbuf(s)
     s.bind((bind_ip, 0))
-    tell(ctl, "ready")
+    if gated:
+        gate(ctl)  # what arrives meanwhile is queued
+    else:
+        tell(ctl, "ready")
     ledger = Ledger()
     fam = family_name(s.family)
     got = 0
@@ -759,8 +767,12 @@ def raw_receiver(ctl: Conn, bind_ip: str, count: int, marker: bytes) -> Ledger:
     return ledger
 
 
-def raw_sender(ctl: Conn, dest: str, sizes: tuple[int, ...], marker: bytes) -> Ledger:
+def raw_sender(
+    ctl: Conn, dest: str, sizes: tuple[int, ...], marker: bytes, gated: bool = False
+) -> Ledger:
     s = socket.socket(family_of(dest), socket.SOCK_RAW, RAW_PROTO)
+    if gated:
+        gate(ctl)
     ledger = Ledger()
     fam = family_name(s.family)
     for size in sizes:
@@ -1137,4 +1149,98 @@ def udp_many_peers(ctl: Conn, servers: list[tuple[str, int]], sizes: tuple[int, 
         ip = norm_ip(addr[0])
         ledger.at("UDP", fam, port_of[ip], ip, "client").recv(len(data))
     s.close()
+    return ledger
+
+
+# --------------------------------------------------------------------------
+# reading after the socket reached TCP_CLOSE
+
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
+CLOSE_STATE_WAYS = ("reset", "fin", "threads")
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of `sock` (first byte of struct tcp_info)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+def wait_tcp_state(sock: socket.socket, state: int, timeout: float = RECV_TIMEOUT_S) -> None:
+    """Block until `sock` is in `state`: poll() wakes on the state changes that matter here
+    (the peer's FIN or RST), the loop covers the rest (our own FIN being acked)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    waited = 0.0
+    step = 0.005
+    while tcp_state(sock) != state:
+        if waited > timeout:
+            raise TimeoutError(f"socket stayed in TCP state {tcp_state(sock)}, not {state}")
+        poller.poll(int(step * 1000))
+        waited += step
+        step = min(step * 2, 0.2)
+
+
+def closing_client(ctl: Conn, host: str, port: int, n: int, way: str) -> Ledger:
+    """Send n bytes, then end the connection: a reset for "reset", else a FIN."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    set_recv_timeout(s)
+    s.connect((host, port))
+    ledger = Ledger()
+    tally = ledger.at("TCP", family_name(s.family), port, norm_ip(host), "client")
+    stream_send(s, "send", n, 65536, tally)
+    if way == "reset":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        return ledger
+    s.shutdown(socket.SHUT_WR)
+    ctl.recv()  # the server has read everything: closing now resets nothing
+    s.close()
+    return ledger
+
+
+def closed_reader(ctl: Conn, host: str, n: int, way: str) -> Ledger:
+    """Accept one connection on an ephemeral listening port (no bind lock, so the
+    kernel zeroes the socket's local port when it reaches TCP_CLOSE) and read
+    the n queued bytes only after the socket is closed:
+      reset    the peer reset the connection;
+      fin      both sides sent their FIN (ours last) and ours was acked;
+      threads  as fin, but one thread closes its side while another reads,
+               half of the bytes before the close and half after it."""
+    ls = socket.socket(family_of(host), socket.SOCK_STREAM)
+    big_rcvbuf(ls)  # inherited by the accepted socket: all n bytes stay queued
+    ls.bind((host, 0))
+    ls.listen(1)
+    port = ls.getsockname()[1]
+    tell(ctl, port)
+    set_recv_timeout(ls)
+    conn, peer = ls.accept()
+    set_recv_timeout(conn)
+    ledger = Ledger()
+    tally = ledger.at("TCP", family_name(ls.family), port, norm_ip(peer[0]), "server")
+
+    def close_our_side() -> None:
+        wait_tcp_state(conn, TCP_CLOSE_WAIT)  # the peer's FIN arrived
+        conn.shutdown(socket.SHUT_WR)
+        wait_tcp_state(conn, TCP_CLOSE)
+
+    if way == "reset":
+        wait_tcp_state(conn, TCP_CLOSE)
+        stream_recv(conn, "recv", n, 32768, tally)
+    elif way == "fin":
+        close_our_side()
+        stream_recv(conn, "recv", n, 32768, tally)
+    elif way == "threads":
+        half = n // 2
+        stream_recv(conn, "recv", half, 32768, tally)
+        closer = threading.Thread(target=close_our_side)
+        closer.start()
+        closer.join()
+        stream_recv(conn, "recv", n - half, 32768, tally)
+    else:
+        raise ValueError(way)
+    if tcp_state(conn) != TCP_CLOSE:
+        raise AssertionError("the reads were meant to happen after TCP_CLOSE")
+    tell(ctl, "drained")
+    conn.close()
+    ls.close()
     return ledger
