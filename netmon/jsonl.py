@@ -119,7 +119,7 @@ def _num(obj: dict[str, Any], name: str, limit: float) -> float:
         number = math.inf
     if not (math.isfinite(number) and 0.0 <= number <= limit):
         raise ValueError(
-            f"{name!r} must be a finite number from 0 to {limit:g}, got {_short(value)}"
+            f"{name!r} must be a finite number from 0 to {limit:.0f}, got {_short(value)}"
         )
     return number
 
