@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, TextIO, cast
 
 from netmon.config import Config, parse_args
-from netmon.errors import BccMissing, NetmonError
+from netmon.errors import BccMissing, NetmonError, OutputError
 from netmon.feed import Feed, PidFilter
 from netmon.json_output import SignalStop, StopRequest, run_json, stop_on_signals
 from netmon.live_feed import LiveFeed
@@ -77,15 +79,54 @@ class _OneLineFormatter(logging.Formatter):
         return super().format(logging.makeLogRecord(bare))
 
 
+class _LogFileHandler(logging.Handler):
+    """Appends whole records to a file opened by netmon.safefile.
+
+    A failed write (full disk, I/O error) does not interrupt netmon where it
+    happened, nor print logging's traceback over the screen: the handler
+    stops writing and remembers the error, which _logging reports on exit."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from netmon.safefile import SafeFileError, open_append
+
+        try:
+            self._fd: int | None = open_append(path, existing=True).fd
+        except SafeFileError as exc:
+            raise OutputError(f"cannot open log file {path}: {exc}") from None
+        self.path = path
+        self.error: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from netmon.safefile import write_all
+
+        if self._fd is None or self.error is not None:
+            return
+        try:
+            write_all(self._fd, (self.format(record) + "\n").encode("utf-8", "backslashreplace"))
+        except OSError as exc:
+            self.error = exc
+        except Exception:  # a bad format argument: logging's own report
+            self.handleError(record)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                self.error = self.error or exc
+        super().close()
+
+
 @contextlib.contextmanager
 def _logging(config: Config) -> Iterator[None]:
     """Send the "netmon" loggers to --log-file, else to stderr with --json, else
     nowhere (stderr would scribble over the UI); undone on exit."""
+    log_file: _LogFileHandler | None = None
     if config.log_file is not None:
-        try:
-            handler: logging.Handler = logging.FileHandler(config.log_file)
-        except OSError as exc:
-            raise NetmonError(f"cannot open log file {config.log_file}: {exc.strerror}") from None
+        log_file = _LogFileHandler(config.log_file)
+        handler: logging.Handler = log_file
         level = logging.INFO
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     elif config.json:
@@ -106,6 +147,48 @@ def _logging(config: Config) -> Iterator[None]:
         handler.close()
         log.setLevel(saved[0])
         log.propagate = saved[1]
+    # Reached only when no other error is on its way out.
+    if log_file is not None and log_file.error is not None:
+        raise OutputError(
+            f"{log_file.path}: cannot write log file: {log_file.error.strerror or log_file.error}"
+        )
+
+
+class _StdoutFailed(Exception):
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _GuardedStdout(io.TextIOBase):
+    """sys.stdout for run_json, telling its write errors apart from any other
+    OSError raised while producing the output."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        try:
+            return self._out.write(text)
+        except OSError as exc:
+            raise _StdoutFailed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._out.flush()
+        except OSError as exc:
+            raise _StdoutFailed(exc) from None
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of
+    what could not be written does not print an error of its own."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: no real fd
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 def _run_json(
@@ -114,41 +197,64 @@ def _run_json(
     clock: Callable[[], float],
     stop: StopRequest | None,
 ) -> int:
+    out = cast(TextIO, _GuardedStdout(sys.stdout))
     try:
         if stop is not None:
-            return run_json(feed, sys.stdout, config.count, clock, stop=stop)
+            return run_json(feed, out, config.count, clock, stop=stop)
         own = SignalStop()
         try:
             with stop_on_signals(own):
-                return run_json(feed, sys.stdout, config.count, clock, stop=own)
+                return run_json(feed, out, config.count, clock, stop=own)
         finally:
             own.close()
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): a normal end. Point stdout at
-        # /dev/null so the interpreter's final flush does not complain.
-        with contextlib.suppress(OSError, ValueError):  # ValueError: no real fd
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, sys.stdout.fileno())
-            finally:
-                os.close(devnull)
-        return 0
+    except _StdoutFailed as failed:
+        _discard_stdout()
+        if isinstance(failed.error, BrokenPipeError):
+            return 0  # the reader went away (e.g. `| head`): a normal end
+        reason = failed.error.strerror or str(failed.error)
+        raise OutputError(f"cannot write to standard output: {reason}") from None
+
+
+def _print_warnings(messages: list[str], limit: int = 10) -> None:
+    lines = [f"netmon: warning: {message}" for message in messages[:limit]]
+    if len(messages) > limit:
+        lines.append(f"netmon: warning: ... and {len(messages) - limit} more")
+    with contextlib.suppress(OSError):
+        for line in lines:
+            print(line, file=sys.stderr)
 
 
 def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | None) -> int:
     assert config.replay is not None
     from netmon.sources.replay import open_replay_feed
 
-    feed = open_replay_feed(config.replay, config.speed, clock=clock)
-    try:
-        shown = _shown(feed, config)
-        if config.json:
-            return _run_json(config, shown, clock, stop)
-        from netmon.ui.app import run_ui
+    # Said again on stderr at the end where they could not be seen as they
+    # came: under the table, or in a --log-file.
+    later: list[str] = []
 
-        return run_ui(config, shown)
+    def warn(message: str) -> None:
+        log.warning("%s", message)
+        if not config.json or config.log_file is not None:
+            later.append(message)
+
+    with contextlib.suppress(OSError):
+        if stat.S_ISFIFO(os.stat(config.replay).st_mode) and sys.stderr.isatty():
+            print(f"netmon: waiting for a writer on {config.replay}...", file=sys.stderr)
+    try:
+        feed = open_replay_feed(
+            config.replay, config.speed, clock=clock, follow=config.follow, warn=warn
+        )
+        try:
+            shown = _shown(feed, config)
+            if config.json:
+                return _run_json(config, shown, clock, stop)
+            from netmon.ui.app import run_ui
+
+            return run_ui(config, shown)
+        finally:
+            feed.close()
     finally:
-        feed.close()
+        _print_warnings(later)
 
 
 def _shown(feed: Feed, config: Config) -> Feed:
@@ -166,7 +272,8 @@ def _run_live(
     if config.record is not None and not config.json:
         from netmon.record import Recorder
 
-        recorder = Recorder.open(config.record)  # fail on a bad path before loading BPF
+        # Fail on a bad path before loading BPF.
+        recorder = Recorder.open(config.record, append=config.append)
     try:
         engine = MetricsEngine(
             config.alpha,
@@ -228,7 +335,8 @@ def main(
                 raise
     except NetmonError as exc:
         message = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
-        print(f"netmon: {message}", file=sys.stderr)
+        with contextlib.suppress(OSError):  # stderr itself may be what failed
+            print(f"netmon: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,10 @@ from netmon.abi import load_abi
 from netmon.units import format_rate, parse_rate
 
 DEFAULT_INTERVAL_MS = 1000.0
+MIN_INTERVAL_MS = 100.0  # faster polling costs a core on a busy machine
+MAX_INTERVAL_MS = 3_600_000.0  # one hour
+MIN_SPEED = 0.001
+MAX_SPEED = 1_000_000.0
 DEFAULT_ALPHA = 0.4
 DEFAULT_THRESHOLD_BPS = 10.0 * 1024 * 1024
 DEFAULT_MAX_FLOWS = load_abi().values["MAX_FLOWS"]  # the kernel program's default
@@ -32,7 +36,9 @@ class Config:
     show_kernel: bool = False
     max_flows: int = DEFAULT_MAX_FLOWS
     record: str | None = None
+    append: bool = False
     replay: str | None = None
+    follow: bool = False
     speed: float = 1.0
     print_bpf: bool = False
     log_file: str | None = None
@@ -57,9 +63,12 @@ def _number(text: str, what: str) -> float:
 
 
 def _interval_ms(text: str) -> float:
-    value = _number(text, "a number of milliseconds > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 milliseconds, got {text!r}")
+    value = _number(text, "a number of milliseconds")
+    if not MIN_INTERVAL_MS <= value <= MAX_INTERVAL_MS:
+        raise argparse.ArgumentTypeError(
+            f"must be from {MIN_INTERVAL_MS:.0f} to {MAX_INTERVAL_MS:.0f} milliseconds "
+            f"(1 hour), got {text!r}"
+        )
     return value
 
 
@@ -80,9 +89,11 @@ def _threshold(text: str) -> float:
 
 
 def _speed(text: str) -> float:
-    value = _number(text, "a number > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    value = _number(text, "a number")
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(
+            f"must be from {MIN_SPEED:g} to {MAX_SPEED:.0f}, got {text!r}"
+        )
     return value
 
 
@@ -119,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Sizes and rates use binary units (1 KB = 1024 B), as top does. "
             "Exit status: 0 ok, 1 other error, 2 bad options, 3 permission denied, "
             "4 bcc missing, 5 kernel headers missing, 6 tracefs unavailable, "
-            "7 probe failure, 8 bad recording, 130 interrupted."
+            "7 probe failure, 8 bad recording, 9 cannot write output (stdout, "
+            "--record or --log-file), 130 interrupted."
         ),
     )
     timing = parser.add_argument_group("sampling")
@@ -129,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         type=_interval_ms,
         default=DEFAULT_INTERVAL_MS,
-        help="refresh every MS milliseconds (default: %(default).0f)",
+        help=(
+            f"refresh every MS milliseconds, {MIN_INTERVAL_MS:.0f} to {MAX_INTERVAL_MS:.0f} "
+            "(1 hour) (default: %(default).0f)"
+        ),
     )
     timing.add_argument(
         "-a",
@@ -215,14 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--record",
         metavar="FILE",
-        help="while showing the interactive view, also save every refresh to FILE",
+        help=(
+            "while showing the interactive view, also save every refresh to FILE "
+            "(JSON Lines). FILE is created with mode 0600; an existing FILE is "
+            "refused unless --append is given; symlinks, devices and FIFOs are "
+            "always refused"
+        ),
+    )
+    output.add_argument(
+        "--append",
+        action="store_true",
+        help=(
+            "with --record: if FILE exists, add the new session after what it "
+            "holds (its mode is left as it is)"
+        ),
     )
     output.add_argument(
         "--log-file",
         metavar="FILE",
         help=(
-            "append diagnostics to FILE (by default they go to stderr with --json "
-            "and are discarded in the interactive view)"
+            "append diagnostics to FILE, created with mode 0600 if missing; "
+            "symlinks, devices and FIFOs are refused (by default diagnostics go "
+            "to stderr with --json and are discarded in the interactive view)"
         ),
     )
 
@@ -232,15 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=(
             "play back a file saved with --record instead of capturing; needs no "
-            "root and no bcc; combine with --json to print it as JSON Lines"
+            "root and no bcc; combine with --json to print it as JSON Lines. The "
+            "file is read as it plays, so a FIFO plays as it is written. A bad "
+            "line stops the replay with its line number (exit 8); an incomplete "
+            "last line is dropped with a warning; a jump in time longer than "
+            "twice the snapshot's interval (1 s to 1 hour) is shortened to that"
         ),
+    )
+    replay.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --replay: at the end of FILE, wait for more lines (like tail -f)",
     )
     replay.add_argument(
         "--speed",
         metavar="X",
         type=_speed,
         default=None,
-        help="with --replay: play back X times faster, e.g. 0.5 or 10 (default: 1)",
+        help=(
+            f"with --replay: play back X times faster, e.g. 0.5 or 10, from {MIN_SPEED:g} "
+            f"to {MAX_SPEED:.0f} (default: 1)"
+        ),
     )
 
     parser.add_argument("--print-bpf", action="store_true", help=argparse.SUPPRESS)
@@ -261,6 +302,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         parser.error("--count only applies to --json output")
     if ns.speed is not None and ns.replay is None:
         parser.error("--speed only applies to --replay")
+    if ns.follow and ns.replay is None:
+        parser.error("--follow only applies to --replay")
+    if ns.append and ns.record is None:
+        parser.error("--append only applies to --record")
     if ns.record is not None and ns.replay is not None:
         parser.error("--record cannot be combined with --replay")
     if ns.record is not None and ns.json:
@@ -275,7 +320,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         show_kernel=ns.show_kernel,
         max_flows=ns.max_flows,
         record=ns.record,
+        append=ns.append,
         replay=ns.replay,
+        follow=ns.follow,
         speed=1.0 if ns.speed is None else ns.speed,
         print_bpf=ns.print_bpf,
         log_file=ns.log_file,

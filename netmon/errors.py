@@ -49,3 +49,10 @@ class RecordingError(NetmonError):
     """A recording is missing, unreadable, truncated or corrupt."""
 
     exit_code = 8
+
+
+class OutputError(NetmonError):
+    """An output cannot be written: stdout, a --record file or a --log-file
+    (a refused path, a full disk, an I/O error)."""
+
+    exit_code = 9

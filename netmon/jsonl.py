@@ -7,6 +7,7 @@ documented ones are never renamed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -66,90 +67,185 @@ def dumps(snap: Snapshot) -> str:
     return json.dumps(snapshot_to_dict(snap), separators=(",", ":"))
 
 
-def _int(obj: dict[str, Any], name: str) -> int:
+# Limits of what a snapshot may hold. The kernel's counters are u64 and its
+# PIDs u32; anything outside is not a recording of ours and would only
+# overflow later (in the table's formatting, in a sleep until the next ts).
+U64_MAX = 2**64 - 1
+PID_MAX = 2**32 - 1
+PORT_MAX = 65535
+MAX_RATE_BPS = float(2**64)  # bytes/s; the sum of many still fits a float
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z, in unix seconds
+MAX_STR = 4096  # characters in a name, protocol, address...
+# A JSON integer longer than this cannot be a u64; refusing it before int()
+# also avoids the quadratic cost of converting thousands of digits.
+_MAX_INT_DIGITS = 20
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_INT_DIGITS + 1:  # + 1 for a minus sign
+        raise ValueError(f"integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def _parse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+_decoder = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
+
+
+def decode(line: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no integers longer than a u64.
+    Raises ValueError (json.JSONDecodeError for bad syntax)."""
+    return _decoder.decode(line)
+
+
+def _int(obj: dict[str, Any], name: str, limit: int = U64_MAX) -> int:
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name!r} must be an integer")
+    if not 0 <= value <= limit:
+        raise ValueError(f"{name!r} must be from 0 to {limit}, got {_short(value)}")
     return value
 
 
-def _num(obj: dict[str, Any], name: str) -> float:
+def _num(obj: dict[str, Any], name: str, limit: float) -> float:
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name!r} must be a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not (math.isfinite(number) and 0.0 <= number <= limit):
+        raise ValueError(
+            f"{name!r} must be a finite number from 0 to {limit:.0f}, got {_short(value)}"
+        )
+    return number
 
 
 def _str(obj: dict[str, Any], name: str) -> str:
     value = obj[name]
     if not isinstance(value, str):
         raise ValueError(f"{name!r} must be a string")
+    if len(value) > MAX_STR:
+        raise ValueError(f"{name!r} is longer than {MAX_STR} characters")
     return value
 
 
+def _bool(obj: dict[str, Any], name: str, default: bool | None = None) -> bool:
+    if default is not None and name not in obj:
+        return default
+    value = obj[name]
+    if not isinstance(value, bool):
+        raise ValueError(f"{name!r} must be true or false")
+    return value
+
+
+def _short(value: object) -> str:
+    """A value for an error message, never a 4,000-digit one."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return "a number out of range"
+    return repr(value)
+
+
+def _objects(obj: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    items = obj[name]
+    if not isinstance(items, list):
+        raise ValueError(f"{name!r} must be a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"{name!r} item {i + 1} must be an object")
+    return items
+
+
+def _flow(f: dict[str, Any]) -> FlowStat:
+    remote_ip = f.get("remote_ip")
+    if remote_ip is not None:
+        if not isinstance(remote_ip, str):
+            raise ValueError("'remote_ip' must be a string or null")
+        remote_ip = _str(f, "remote_ip")
+    key = FlowKey(
+        pid=_int(f, "pid", PID_MAX),
+        protocol=_str(f, "protocol"),
+        family=_str(f, "family"),
+        port=_int(f, "port", PORT_MAX),
+        remote_ip=remote_ip,
+        role=_str(f, "role"),
+    )
+    return FlowStat(
+        key=key,
+        comm=_str(f, "comm"),
+        bytes_sent=_int(f, "bytes_sent"),
+        bytes_recv=_int(f, "bytes_recv"),
+        packets_sent=_int(f, "packets_sent"),
+        packets_recv=_int(f, "packets_recv"),
+        rate_bps=_num(f, "rate_bps", MAX_RATE_BPS),
+        anomaly=_bool(f, "anomaly"),
+        kernel=_bool(f, "kernel", default=False),
+    )
+
+
+def _process(p: dict[str, Any]) -> ProcessStat:
+    return ProcessStat(
+        pid=_int(p, "pid", PID_MAX),
+        comm=_str(p, "comm"),
+        bytes_sent=_int(p, "bytes_sent"),
+        bytes_recv=_int(p, "bytes_recv"),
+        rate_bps=_num(p, "rate_bps", MAX_RATE_BPS),
+        kernel=_bool(p, "kernel", default=False),
+    )
+
+
 def snapshot_from_dict(obj: Any) -> Snapshot:
-    """Build a Snapshot; raises ValueError/KeyError/TypeError on bad input."""
+    """Build a Snapshot, checking every field's type and range; raises
+    ValueError/KeyError on bad input."""
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
-    flows = []
-    for f in obj["flows"]:
-        remote_ip = f.get("remote_ip")
-        if remote_ip is not None and not isinstance(remote_ip, str):
-            raise ValueError("'remote_ip' must be a string or null")
-        key = FlowKey(
-            pid=_int(f, "pid"),
-            protocol=_str(f, "protocol"),
-            family=_str(f, "family"),
-            port=_int(f, "port"),
-            remote_ip=remote_ip,
-            role=_str(f, "role"),
-        )
-        flows.append(
-            FlowStat(
-                key=key,
-                comm=_str(f, "comm"),
-                bytes_sent=_int(f, "bytes_sent"),
-                bytes_recv=_int(f, "bytes_recv"),
-                packets_sent=_int(f, "packets_sent"),
-                packets_recv=_int(f, "packets_recv"),
-                rate_bps=_num(f, "rate_bps"),
-                anomaly=bool(f["anomaly"]),
-                kernel=bool(f.get("kernel", False)),
-            )
-        )
-    processes = [
-        ProcessStat(
-            pid=_int(p, "pid"),
-            comm=_str(p, "comm"),
-            bytes_sent=_int(p, "bytes_sent"),
-            bytes_recv=_int(p, "bytes_recv"),
-            rate_bps=_num(p, "rate_bps"),
-            kernel=bool(p.get("kernel", False)),
-        )
-        for p in obj["processes"]
-    ]
+    flows = tuple(_flow(f) for f in _objects(obj, "flows"))
+    processes = tuple(_process(p) for p in _objects(obj, "processes"))
     protocols = obj.get("protocols", {})
     if not isinstance(protocols, dict):
         raise ValueError("'protocols' must be an object")
+    for name in protocols:
+        if len(name) > MAX_STR:
+            raise ValueError(f"a protocol name is longer than {MAX_STR} characters")
     return Snapshot(
-        ts=_num(obj, "ts"),
-        interval_s=_num(obj, "interval_s"),
-        flows=tuple(flows),
-        processes=tuple(processes),
-        protocols={str(k): _int(protocols, k) for k in protocols},
+        ts=_num(obj, "ts", MAX_TS),
+        interval_s=_num(obj, "interval_s", MAX_TS),
+        flows=flows,
+        processes=processes,
+        protocols={name: _int(protocols, name) for name in protocols},
         dropped=_int(obj, "dropped") if "dropped" in obj else 0,
     )
 
 
 def loads(line: str, line_no: int = 1) -> Snapshot:
+    """One line -> a Snapshot; SnapshotFormatError names the line and the
+    reason."""
     try:
-        return snapshot_from_dict(json.loads(line))
+        return snapshot_from_dict(decode(line))
     except json.JSONDecodeError as exc:
         raise SnapshotFormatError(line_no, f"invalid JSON ({exc.msg})") from None
     except KeyError as exc:
         raise SnapshotFormatError(line_no, f"missing field {exc}") from None
     except (TypeError, ValueError) as exc:
         raise SnapshotFormatError(line_no, str(exc)) from None
+    except RecursionError:
+        raise SnapshotFormatError(line_no, "nested too deeply to be a snapshot") from None
+
+
+def is_cut_short(line: str) -> bool:
+    """Whether `line` looks like the start of a JSON text that was cut off
+    (a write interrupted by a crash or a full disk), rather than a whole
+    line, good or bad."""
+    try:
+        decode(line)
+    except json.JSONDecodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def read_snapshots(stream: IO[str]) -> Iterator[Snapshot]:
@@ -160,9 +256,6 @@ def read_snapshots(stream: IO[str]) -> Iterator[Snapshot]:
     for line_no, line in enumerate(stream, start=1):
         if not line.strip():
             continue
-        if not line.endswith("\n"):
-            try:
-                json.loads(line)
-            except json.JSONDecodeError:
-                raise SnapshotFormatError(line_no, "truncated line at end of file") from None
+        if not line.endswith("\n") and is_cut_short(line):
+            raise SnapshotFormatError(line_no, "truncated line at end of file")
         yield loads(line, line_no)

@@ -1,55 +1,69 @@
-"""`--record FILE`: snapshots as JSON Lines, the same format as `--json`."""
+"""`--record FILE`: snapshots as JSON Lines, the same format as `--json`.
+
+The file is opened with netmon.safefile: created 0600, never through a
+symlink, never a device or FIFO. An existing file is refused unless
+`--append` asks to add a new session after what it holds.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import IO
 
-from netmon.errors import RecordingError
+from netmon.errors import OutputError
 from netmon.jsonl import dumps
 from netmon.model import Snapshot
+from netmon.safefile import AlreadyExists, SafeFileError, ends_with_newline, open_append, write_all
 
 
 class Recorder:
-    """Writes one snapshot per line and flushes it, so a recording cut short
-    by a crash or a kill loses at most the line being written."""
+    """Writes one snapshot per line with a single write each, so a recording
+    cut short by a crash, a kill or a full disk keeps every line before the
+    last one whole (replay drops an incomplete last line with a warning)."""
 
-    def __init__(self, path: str, stream: IO[str]) -> None:
+    def __init__(self, path: str, fd: int) -> None:
         self.path = path
-        self._stream: IO[str] | None = stream
+        self._fd: int | None = fd
 
     @classmethod
-    def open(cls, path: str) -> Recorder:
-        """Create or truncate `path` with mode 0600 (recordings show who
-        talks to whom)."""
+    def open(cls, path: str, *, append: bool = False) -> Recorder:
+        """Create `path` (mode 0600), or with `append` add to it if it is
+        already a recording of ours. Raises OutputError with one line."""
         try:
-            fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise RecordingError(f"{path}: cannot create recording: {exc.strerror}") from None
+            opened = open_append(path, existing=append, readable=append)
+        except AlreadyExists:
+            raise OutputError(
+                f"cannot record to {path}: already exists; pass --append to add to it, "
+                "or choose another name"
+            ) from None
+        except SafeFileError as exc:
+            raise OutputError(f"cannot record to {path}: {exc}") from None
         try:
-            os.fchmod(fd, 0o600)  # the file may have existed with wider permissions
-            stream = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+            complete = ends_with_newline(opened.fd, opened.size)
         except OSError as exc:
-            os.close(fd)
-            raise RecordingError(f"{path}: cannot create recording: {exc.strerror}") from None
-        return cls(path, stream)
+            os.close(opened.fd)
+            raise OutputError(f"cannot record to {path}: {exc.strerror}") from None
+        if not complete:
+            # Appending would glue the new session onto a half line.
+            os.close(opened.fd)
+            raise OutputError(
+                f"cannot record to {path}: it ends with an incomplete line (a recording "
+                "cut short); record to another file"
+            )
+        return cls(path, opened.fd)
 
     def write(self, snapshot: Snapshot) -> None:
-        if self._stream is None:
-            raise RecordingError(f"{self.path}: recording already closed")
+        if self._fd is None:
+            raise OutputError(f"{self.path}: recording already closed")
         try:
-            self._stream.write(dumps(snapshot) + "\n")
-            self._stream.flush()
+            write_all(self._fd, (dumps(snapshot) + "\n").encode("utf-8"))
         except OSError as exc:
-            raise RecordingError(f"{self.path}: cannot write recording: {exc.strerror}") from None
+            raise OutputError(f"{self.path}: cannot write recording: {exc.strerror}") from None
 
     def close(self) -> None:
         """Safe to call twice."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             try:
-                stream.close()
+                os.close(fd)
             except OSError as exc:
-                raise RecordingError(
-                    f"{self.path}: cannot write recording: {exc.strerror}"
-                ) from None
+                raise OutputError(f"{self.path}: cannot write recording: {exc.strerror}") from None

@@ -11,14 +11,30 @@ _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?(?:/s)?\s*$", re.
 
 
 def format_bytes(value: float) -> str:
-    """1536 -> '1.5 KB'; whole bytes below 1 KB -> '512 B'."""
-    if value < 1024:
-        return f"{int(value)} B"
-    exponent = min(int(math.log(value, 1024)), len(_UNITS) - 1)
-    scaled = value / 1024**exponent
+    """1536 -> '1.5 KB'; whole bytes below 1 KB -> '512 B'.
+
+    Never raises: NaN shows as '? B', infinities as 'inf B', values beyond
+    the largest unit in that unit with an exponent, negative ones with a
+    minus sign (none of these come from netmon itself)."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf if value > 0 else -math.inf
+    if math.isnan(number):
+        return "? B"
+    if number < 0:
+        return "-" + format_bytes(-number)
+    if math.isinf(number):
+        return "inf B"
+    if number < 1024:
+        return f"{int(number)} B"
+    exponent = min(int(math.log(number, 1024)), len(_UNITS) - 1)
+    scaled = number / 1024**exponent
     if scaled >= 1023.95 and exponent < len(_UNITS) - 1:  # avoid "1024.0 KB"
         exponent += 1
-        scaled = value / 1024**exponent
+        scaled = number / 1024**exponent
+    if scaled >= 1e6:  # beyond the last unit: keep it short
+        return f"{scaled:.3g} {_UNITS[exponent]}"
     return f"{scaled:.1f} {_UNITS[exponent]}"
 
 
@@ -34,4 +50,7 @@ def parse_rate(text: str) -> float:
     if not match:
         raise ValueError(f"cannot parse rate {text!r} (examples: 10M, 10MB/s, 10485760)")
     number, prefix = match.groups()
-    return float(number) * _MULTIPLIERS[prefix.upper()]
+    value = float(number) * _MULTIPLIERS[prefix.upper()]
+    if not math.isfinite(value):  # hundreds of digits
+        raise ValueError(f"rate {text!r} is too large")
+    return value

@@ -367,13 +367,28 @@ def test_signals_exit_cleanly_and_restore_the_terminal(
 def test_a_corrupt_recording_is_one_clear_line(term_factory: StartTerm, tmp_path: Path) -> None:
     good = snapshot(main_snapshot())
     path = write_replay(tmp_path / "bad.jsonl", [good, good])
+    path.write_text('{"ts": 1.0, "flows": [\n' + path.read_text())
+    t = term_factory(path, 300, 10)
+    status = t.wait_exit()
+    assert status == 8
+    assert f"{path}: line 1: invalid JSON" in t.text()
+    assert b"Traceback" not in t.raw
+    assert keycap("smcup") not in t.raw  # the first line is read before the UI starts
+
+
+def test_a_corrupt_line_later_stops_the_replay_with_one_clear_line(
+    term_factory: StartTerm, tmp_path: Path
+) -> None:
+    """Replay reads as it plays: the good lines show, then the bad one ends it."""
+    good = snapshot(main_snapshot())
+    path = write_replay(tmp_path / "bad.jsonl", [good, good])
     path.write_text(path.read_text() + '{"ts": 1.0, "flows": [\n')
     t = term_factory(path, 300, 10)
     status = t.wait_exit()
     assert status == 8
     assert f"{path}: line 3: invalid JSON" in t.text()
     assert b"Traceback" not in t.raw
-    assert keycap("smcup") not in t.raw  # failed before the UI started
+    assert_restored(t)
 
 
 def test_a_dropped_connection_ends_netmon(term_factory: StartTerm, main_file: Path) -> None:

@@ -17,6 +17,7 @@ from netmon.errors import (
     BccMissing,
     KernelHeadersMissing,
     NetmonError,
+    OutputError,
     PermissionDenied,
     ProbeError,
     RecordingError,
@@ -69,6 +70,12 @@ def only_line(text: str) -> str:
         ["--interval", "-5"],
         ["--interval", "abc"],
         ["--interval", "nan"],
+        ["--interval", "50"],
+        ["--json", "--interval", "1e16"],
+        ["--threshold", "9" * 400],
+        ["--speed", "1e-300", "--replay", "f"],
+        ["--append"],
+        ["--follow"],
         ["--alpha", "0"],
         ["--alpha", "1.5"],
         ["--alpha", "-0.1"],
@@ -114,6 +121,7 @@ def test_invalid_options_exit_2_with_one_line(
         TracefsUnavailable("no tracefs"),
         ProbeError("attach failed"),
         RecordingError("bad file"),
+        OutputError("disk full"),
     ],
 )
 @pytest.mark.parametrize("json_mode", [True, False])
@@ -131,7 +139,8 @@ def test_exit_codes_are_distinct() -> None:
     codes = [
         c.exit_code
         for c in (NetmonError, UsageError, PermissionDenied, BccMissing,
-                  KernelHeadersMissing, TracefsUnavailable, ProbeError, RecordingError)
+                  KernelHeadersMissing, TracefsUnavailable, ProbeError, RecordingError,
+                  OutputError)
     ]  # fmt: skip
     assert len(set(codes)) == len(codes)
 
@@ -244,7 +253,7 @@ def test_unwritable_log_file_is_a_clean_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--json", "--log-file", str(tmp_path / "missing" / "x.log")]
-    assert cli.main(argv, source_factory=no_factory) == 1
+    assert cli.main(argv, source_factory=no_factory) == OutputError.exit_code
     assert only_line(capsys.readouterr().err).startswith("netmon: cannot open log file")
 
 
@@ -301,8 +310,8 @@ def test_bad_record_path_fails_before_opening_the_source(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--record", str(tmp_path / "no" / "such" / "dir.jsonl")]
-    assert cli.main(argv, source_factory=no_factory) == RecordingError.exit_code
-    assert only_line(capsys.readouterr().err).startswith("netmon: ")
+    assert cli.main(argv, source_factory=no_factory) == OutputError.exit_code
+    assert only_line(capsys.readouterr().err).startswith("netmon: cannot record to ")
 
 
 def _write_recording(path: Path, n: int) -> list[Snapshot]:

@@ -55,7 +55,54 @@ def test_record_option() -> None:
 
 
 def test_fractional_interval() -> None:
-    assert parse_args(["--interval", "12.5"]).interval_s == pytest.approx(0.0125)
+    assert parse_args(["--interval", "125.5"]).interval_s == pytest.approx(0.1255)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("100", 0.1), ("3600000", 3600.0), ("1e3", 1.0)])
+def test_interval_bounds_are_inclusive(text: str, seconds: float) -> None:
+    assert parse_args(["--interval", text]).interval_s == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["99.9", "1", "3600001", "1e16", "1e400", "inf", "-inf"])
+def test_interval_outside_100ms_to_1h_is_refused(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--interval", text])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--interval" in err
+
+
+@pytest.mark.parametrize("text", ["0.0009", "1e-300", "1000001", "1e308"])
+def test_speed_outside_its_bounds_is_refused(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--replay", "r", "--speed", text])
+    assert exc.value.code == 2
+    assert "--speed" in capsys.readouterr().err
+
+
+def test_append_and_follow() -> None:
+    c = parse_args(["--record", "out.jsonl", "--append"])
+    assert (c.record, c.append) == ("out.jsonl", True)
+    c = parse_args(["--replay", "in.jsonl", "--follow"])
+    assert (c.replay, c.follow) == ("in.jsonl", True)
+    assert not parse_args(["--record", "out.jsonl"]).append
+    assert not parse_args(["--replay", "in.jsonl"]).follow
+
+
+@pytest.mark.parametrize(
+    ("argv", "needs"),
+    [(["--append"], "--record"), (["--follow"], "--replay"),
+     (["--replay", "r", "--append"], "--record"), (["--record", "r", "--follow"], "--replay")],
+)  # fmt: skip
+def test_append_needs_record_and_follow_needs_replay(
+    argv: list[str], needs: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert needs in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["10M", "10MB/s", "10485760", "10 MiB/s", "10m", "10485760B/s"])
@@ -78,7 +125,7 @@ def test_print_bpf_is_hidden_from_help() -> None:
     [
         "--interval", "--alpha", "--threshold", "--count", "--json", "--probes",
         "--show-kernel", "--max-flows", "--record", "--replay", "--speed", "--version",
-        "--log-file",
+        "--log-file", "--append", "--follow",
     ],
 )  # fmt: skip
 def test_every_option_is_documented(option: str) -> None:

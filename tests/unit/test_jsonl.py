@@ -101,6 +101,23 @@ def test_extra_fields_are_ignored() -> None:
         (lambda o: o["flows"][0].update(remote_ip=5), "'remote_ip' must be a string or null"),
         (lambda o: o["processes"][0].update(comm=None), "'comm' must be a string"),
         (lambda o: o.update(protocols=[]), "'protocols' must be an object"),
+        (lambda o: o.update(protocols={"TCP": -1}), "'TCP' must be from 0 to"),
+        (lambda o: o.update(flows="abc"), "'flows' must be a list"),
+        (lambda o: o.update(flows=[None]), "'flows' item 1 must be an object"),
+        (lambda o: o.update(processes={}), "'processes' must be a list"),
+        (lambda o: o.update(ts=1e308), "'ts' must be a finite number from 0 to"),
+        (lambda o: o.update(ts=-1.0), "'ts' must be a finite number"),
+        (lambda o: o.update(interval_s=10**400), "integer of 401 digits is out of range"),
+        (lambda o: o.update(dropped=-1), "'dropped' must be from 0 to"),
+        (lambda o: o["flows"][0].update(bytes_sent=-5), "'bytes_sent' must be from 0 to"),
+        (lambda o: o["flows"][0].update(packets_recv=2**64), "'packets_recv' must be from 0 to"),
+        (lambda o: o["flows"][0].update(pid=2**32), "'pid' must be from 0 to 4294967295"),
+        (lambda o: o["flows"][0].update(port=70000), "'port' must be from 0 to 65535"),
+        (lambda o: o["flows"][0].update(rate_bps=-0.5), "'rate_bps' must be a finite number"),
+        (lambda o: o["flows"][0].update(rate_bps=2.0**65), "'rate_bps' must be a finite number"),
+        (lambda o: o["flows"][0].update(anomaly=1), "'anomaly' must be true or false"),
+        (lambda o: o["processes"][0].update(kernel="no"), "'kernel' must be true or false"),
+        (lambda o: o["flows"][0].update(comm="x" * 4097), "'comm' is longer than 4096"),
     ],
 )
 def test_invalid_fields_name_the_line(
@@ -144,3 +161,37 @@ def test_truncated_last_line_is_reported_as_truncated() -> None:
 
 def test_complete_last_line_without_newline_is_accepted() -> None:
     assert list(read_snapshots(io.StringIO(dumps(snapshot())))) == [snapshot()]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("NaN", "NaN is not a number in JSON"),
+        ("Infinity", "Infinity is not a number in JSON"),
+        ("-Infinity", "-Infinity is not a number in JSON"),
+        ("1e400", "'rate_bps' must be a finite number"),
+        ("9" * 4000, "integer of 4000 digits is out of range"),
+    ],
+)
+def test_numbers_json_cannot_hold_are_refused(text: str, reason: str) -> None:
+    line = dumps(snapshot()).replace('"rate_bps":30.5', '"rate_bps":' + text, 1)
+    assert text in line
+    with pytest.raises(SnapshotFormatError) as exc:
+        loads(line, 4)
+    assert str(exc.value).startswith("line 4: ") and reason in str(exc.value)
+
+
+def test_limits_themselves_are_accepted() -> None:
+    obj = snapshot_to_dict(snapshot())
+    obj["flows"][0].update(bytes_sent=2**64 - 1, pid=2**32 - 1, port=65535, rate_bps=2.0**64)
+    obj.update(ts=253402300799.0, dropped=2**64 - 1)
+    snap = snapshot_from_dict(obj)
+    assert snap.flows[0].bytes_sent == 2**64 - 1
+    assert loads(dumps(snap)) == snap
+
+
+def test_an_int_too_large_for_a_float_given_directly_is_refused() -> None:
+    obj = snapshot_to_dict(snapshot())
+    obj["interval_s"] = 10**400  # not through JSON: float() would overflow
+    with pytest.raises(ValueError, match="got a number out of range"):
+        snapshot_from_dict(obj)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netmon.units import format_bytes, format_rate, parse_rate
 
@@ -54,7 +58,10 @@ def test_parse_rate(text: str, value: float) -> None:
     assert parse_rate(text) == value
 
 
-@pytest.mark.parametrize("text", ["ten", "-5", "", "10X", "1e6", "inf", "nan", "10 M B", "/s"])
+@pytest.mark.parametrize(
+    "text",
+    ["ten", "-5", "", "10X", "1e6", "inf", "nan", "10 M B", "/s", "9" * 400, "9" * 309 + "T"],
+)
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)
@@ -62,3 +69,25 @@ def test_parse_rate_rejects(text: str) -> None:
 
 def test_parse_and_format_agree_on_units() -> None:
     assert format_rate(parse_rate("10M")) == "10.0 MB/s"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (math.nan, "? B"),
+        (math.inf, "inf B"),
+        (-math.inf, "-inf B"),
+        (-5, "-5 B"),
+        (10**4000, "inf B"),
+        (2**64 - 1, "16384.0 PB"),
+        (1e308, "8.88e+292 PB"),
+    ],
+)
+def test_format_bytes_of_odd_values(value: float, text: str) -> None:
+    assert format_bytes(value) == text
+
+
+@given(st.one_of(st.floats(), st.integers(min_value=-(10**400), max_value=10**400)))
+def test_formatting_never_raises(value: float) -> None:
+    for text in (format_bytes(value), format_rate(value)):
+        assert text and "\n" not in text and len(text) <= 20
