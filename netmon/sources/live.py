@@ -190,11 +190,17 @@ def _resolve_mode(bcc: Any, probes: str) -> str:
     has_socket_tps = all(
         bcc.BPF.tracepoint_exists("sock", name) for name in ("sock_send_length", "sock_recv_length")
     )
+    has_cgroup2 = cgroup2_mount() is not None
     if probes == "auto":
-        return "socket" if has_socket_tps else "syscalls"
+        return "socket" if has_socket_tps and has_cgroup2 else "syscalls"
     if probes == "socket" and not has_socket_tps:
         raise ProbeError(
             "this kernel has no sock:sock_send_length tracepoint: use --probes syscalls"
+        )
+    if probes == "socket" and not has_cgroup2:
+        raise ProbeError(
+            "socket mode needs the cgroup v2 hierarchy mounted (for the peers of unconnected "
+            "UDP sockets): mount it, or use --probes syscalls"
         )
     return probes
 
@@ -272,11 +278,7 @@ class LiveSource:
         """Attach the cgroup programs at the root of the cgroup v2 hierarchy
         (so: for every process)."""
         root = cgroup2_mount()
-        if root is None:
-            raise ProbeError(
-                "socket mode needs the cgroup v2 hierarchy mounted (for the peers of "
-                "unconnected UDP sockets): mount it, or use --probes syscalls"
-            )
+        assert root is not None, "checked when the mode was chosen"
         cgroup_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for name, (attach, prog_type) in CGROUP_PROGRAMS.items():
