@@ -27,6 +27,7 @@ from netmon.errors import (
 from netmon.model import FlowCounters, FlowKey, ProcessCounters, RawSample
 from netmon.sources.bpf_link import LinkError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
+from netmon.sources.memory import release_compiler_memory
 from netmon.sources.socket_tables import ephemeral_range, listening_ports, raw_and_icmp_sockets
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,7 @@ class LiveSource:
         except Exception:
             source.close()
             raise
+        release_compiler_memory()
         return source
 
     def _attach_cgroup_programs(self, bcc: Any) -> None:
