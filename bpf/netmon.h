@@ -62,15 +62,19 @@ struct traffic_key {
     __u8 remote_ip[16];      /* IPv4 in the first 4 bytes; all zero if unknown */
 };
 
-/* Value of traffic_map (per flow) and pid_stats (per process). */
+/* Value of traffic_map (per flow) and pid_stats (per process). Both maps are
+ * per CPU: each CPU adds to its own copy without atomics, and user space sums
+ * the counters of all copies. The name is written once when the entry is
+ * created (and for pid_stats again at a rename), in the copy of the CPU that
+ * did it: the copy with the newest `named_ns` holds the current name. */
 struct traffic_stats {
     __u64 bytes_sent;
     __u64 bytes_recv;
     __u64 packets_sent;
     __u64 packets_recv;
-    __u64 last_update_ns;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    __u64 named_ns;          /* bpf_ktime_get_ns() when comm was written; 0: none */
     char comm[NETMON_COMM_LEN];
-    __u32 flags;             /* NETMON_FLAG_* */
+    __u32 flags;             /* NETMON_FLAG_*, in the copy that has the name */
     __u32 pad;
 };
 

@@ -30,7 +30,6 @@ class FlowCounters:
     bytes_recv: int
     packets_sent: int
     packets_recv: int
-    last_update_ns: int  # CLOCK_MONOTONIC of the last event (bpf_ktime_get_ns)
     comm: str  # process name captured in the kernel at event time
     kernel: bool = False  # moved by a kernel thread
 

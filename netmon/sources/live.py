@@ -225,6 +225,20 @@ def _comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+class _PerCpu:
+    """One entry of a per-CPU traffic_stats map, its CPUs' copies combined:
+    counters summed, the name and flags of the copy named last."""
+
+    def __init__(self, copies: Any) -> None:
+        self.bytes_sent = sum(c.bytes_sent for c in copies)
+        self.bytes_recv = sum(c.bytes_recv for c in copies)
+        self.packets_sent = sum(c.packets_sent for c in copies)
+        self.packets_recv = sum(c.packets_recv for c in copies)
+        named = max(copies, key=lambda c: c.named_ns)
+        self.comm = _comm(bytes(named.comm))
+        self.flags = named.flags
+
+
 class LiveSource:
     """Probes attached to the running kernel. Use `LiveSource.open(...)`."""
 
@@ -348,15 +362,15 @@ class LiveSource:
         flows: dict[FlowKey, FlowCounters] = {}
         raw_keys: dict[FlowKey, Any] = {}
         kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
-        for raw_key, st in self._items(self._traffic):
+        for raw_key, copies in self._items(self._traffic):
             key = self._flow_key(raw_key)
+            st = _PerCpu(copies)
             flows[key] = FlowCounters(
                 bytes_sent=st.bytes_sent,
                 bytes_recv=st.bytes_recv,
                 packets_sent=st.packets_sent,
                 packets_recv=st.packets_recv,
-                last_update_ns=st.last_update_ns,
-                comm=_comm(bytes(st.comm)),
+                comm=st.comm,
                 kernel=bool(st.flags & kernel_flag),
             )
             raw_keys[key] = raw_key
@@ -364,14 +378,14 @@ class LiveSource:
         processes = {
             _scalar(raw_pid): ProcessCounters(
                 pid=_scalar(raw_pid),
-                comm=_comm(bytes(st.comm)),
+                comm=st.comm,
                 bytes_sent=st.bytes_sent,
                 bytes_recv=st.bytes_recv,
                 packets_sent=st.packets_sent,
                 packets_recv=st.packets_recv,
                 kernel=bool(st.flags & kernel_flag),
             )
-            for raw_pid, st in self._items(self._pids)
+            for raw_pid, st in ((p, _PerCpu(c)) for p, c in self._items(self._pids))
         }
         # The kernel keeps a process's name current (renames, exec); a flow's
         # own name is the one it had when the flow began.

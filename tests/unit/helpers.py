@@ -36,7 +36,6 @@ def fc(
         bytes_recv=recv,
         packets_sent=(sent + 99) // 100 if packets_sent is None else packets_sent,
         packets_recv=(recv + 99) // 100 if packets_recv is None else packets_recv,
-        last_update_ns=0,
         comm=comm,
         kernel=kernel,
     )
