@@ -215,6 +215,33 @@ def foreign_tracing_programs(exclude: set[int]) -> dict[int, int]:
     return holders
 
 
+def foreign_packet_sockets(exclude: set[int]) -> dict[int, int]:
+    """pid -> packet sockets (nethogs, tcpdump...) held by processes not in `exclude`.
+
+    A packet tap sees every loopback datagram: it slows every configuration
+    down, like a foreign tracing program.
+    """
+    try:
+        lines = Path("/proc/net/packet").read_text().splitlines()[1:]
+    except OSError:
+        return {}
+    inodes = {f"socket:[{line.split()[-1]}]" for line in lines if line.split()}
+    holders: dict[int, int] = {}
+    if not inodes:
+        return holders
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in exclude:
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        count = sum(link in inodes for link in links)
+        if count:
+            holders[int(proc.name)] = count
+    return holders
+
+
 def stats_delta(before: ProgStats, after: ProgStats) -> ProgStats:
     return {
         prog: (cnt - before.get(prog, (0, 0))[0], ns - before.get(prog, (0, 0))[1])
@@ -545,6 +572,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     programs: dict[tuple[str, str, str], ProgramResult] = {}
     resolved: dict[str, str] = {}
     foreign: dict[int, int] = {}  # pid -> tracing programs held by others during runs
+    taps: dict[int, int] = {}  # pid -> packet sockets held by others during runs
     stats_on_while_timed = False
     configs = [BASELINE, *args.configs]
     me = os.getpid()
@@ -563,6 +591,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     holder = {me} if attached is None else {me, attached.pid}
                     for pid, count in foreign_tracing_programs(holder).items():
                         foreign[pid] = max(foreign.get(pid, 0), count)
+                    for pid, count in foreign_packet_sockets(holder).items():
+                        taps[pid] = max(taps.get(pid, 0), count)
                     stats_on_while_timed |= stats_already_on()
                     for workload in args.workloads:
                         loops.append((workload, run_loop(binary, workload, args.n, args.warmup)))
@@ -668,6 +698,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "foreign_tracing_programs": {str(pid): n for pid, n in foreign.items()},
+        "foreign_packet_sockets": {str(pid): n for pid, n in taps.items()},
         "results": rows,
         "programs": progs,
     }
@@ -692,6 +723,12 @@ def print_table(report: dict[str, Any]) -> None:
             "(pid: programs): "
             + ", ".join(f"{pid}: {n}" for pid, n in report["foreign_tracing_programs"].items())
             + "\nthey slow every configuration down and shrink the ratios.\n"
+        )
+    if report["foreign_packet_sockets"]:
+        print(
+            "WARNING: other processes held packet sockets during the runs (pid: sockets): "
+            + ", ".join(f"{pid}: {n}" for pid, n in report["foreign_packet_sockets"].items())
+            + "\nthey tap every loopback packet and shrink the ratios.\n"
         )
     if report["bpf_stats_on_during_timing"]:
         print("WARNING: kernel.bpf_stats_enabled was on: the timings include its cost.\n")
