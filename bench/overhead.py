@@ -756,18 +756,21 @@ def print_table(report: dict[str, Any]) -> None:
     if not report["bpf_stats"]:
         print("\n(--no-bpf-stats: no per-program figures)")
         return
-    if not report["programs"]:
+    # Programs that ran for other processes' events only are in the JSON.
+    shown = [p for p in report["programs"] if p["runs_per_iter"] >= 0.01]
+    if not shown:
         return
     print(
-        "\nBPF programs, from extra untimed runs with bpf_stats on (events of all processes count):"
+        "\nBPF programs, from extra untimed runs with bpf_stats on (events of all "
+        "processes count;\nprograms that ran less than once per 100 iterations left out):"
     )
-    pwidth = max(len(p["program"]) for p in report["programs"])
-    lwidth = max(len(p["label"]) for p in report["programs"])
+    pwidth = max(len(p["program"]) for p in shown)
+    lwidth = max(len(p["label"]) for p in shown)
     print(
         f"{'workload':<9} {'config':<{lwidth}} {'program':<{pwidth}} "
         f"{'runs/iter':>9} {'ns/run':>7} {'ns/iter':>8}"
     )
-    for p in report["programs"]:
+    for p in shown:
         print(
             f"{p['workload']:<9} {p['label']:<{lwidth}} {p['program']:<{pwidth}} "
             f"{p['runs_per_iter']:>9.2f} {p['ns_per_run']:>7.0f} {p['ns_per_iter']:>8.0f}"
