@@ -254,7 +254,12 @@ def short_name(name: str) -> str:
 
 
 # ------------------------------------------- the holder (a child process)
-Counted = dict[int, tuple[int, int]]  # loop pid -> (bytes sent, bytes received) counted
+@dataclass(frozen=True)
+class Counted:
+    """What netmon counted for the loops."""
+
+    bytes: dict[int, tuple[int, int]]  # loop pid -> (bytes sent, bytes received)
+    dropped: int  # flows its kernel table could not keep (others' traffic can fill it)
 
 
 def _prog_id_of_fd(fd: int) -> int | None:
@@ -303,7 +308,7 @@ class NetmonHolder:
             if key.pid in counted:
                 sent, recv = counted[key.pid]
                 counted[key.pid] = (sent + counters.bytes_sent, recv + counters.bytes_recv)
-        return counted
+        return Counted(counted, sample.dropped)
 
     def close(self) -> None:
         self.source.close()
@@ -356,7 +361,11 @@ def hold(spec: str) -> int:
         line = sys.stdin.readline()
         pids = json.loads(line)["pids"] if line else []
         counted = holder.count(pids)
-        say({"counted": None if counted is None else {str(p): c for p, c in counted.items()}})
+        if counted is None:
+            say({"counted": None})
+        else:
+            per_pid = {str(p): c for p, c in counted.bytes.items()}
+            say({"counted": per_pid, "dropped": counted.dropped})
     finally:
         holder.close()
     return 0
@@ -431,10 +440,11 @@ class HeldProcess:
                 + _stderr_text(self._stderr)
             )
         self._stderr.close()
-        counted = json.loads(line)["counted"]
-        if counted is None:
+        reply = json.loads(line)
+        if reply["counted"] is None:
             return None
-        return {int(pid): (int(s), int(r)) for pid, (s, r) in counted.items()}
+        per_pid = {int(pid): (int(s), int(r)) for pid, (s, r) in reply["counted"].items()}
+        return Counted(per_pid, int(reply["dropped"]))
 
 
 class NetmonCli:
@@ -483,7 +493,7 @@ class NetmonCli:
             if flow["pid"] in counted:
                 sent, recv = counted[flow["pid"]]
                 counted[flow["pid"]] = (sent + flow["bytes_sent"], recv + flow["bytes_recv"])
-        return counted
+        return Counted(counted, int(final.get("dropped", 0)))
 
 
 class Nethogs:
@@ -567,12 +577,38 @@ def label(config: str, resolved: dict[str, str]) -> str:
     return config
 
 
+def stats_runs(
+    binary: Path,
+    attached: Attached,
+    config: str,
+    args: argparse.Namespace,
+    programs: dict[tuple[str, str, str], ProgramResult],
+) -> list[LoopResult]:
+    """One untimed run of each workload with bpf_stats on; adds to `programs`."""
+    names = attached.program_names()
+    runs = []
+    for workload in args.workloads:
+        with bpf_stats_enabled():
+            before = read_prog_stats(attached.pid)
+            extra = run_loop(binary, workload, args.n, args.warmup)
+            after = read_prog_stats(attached.pid)
+        runs.append(extra)
+        for prog, (cnt, ns) in stats_delta(before, after).items():
+            name = names.get(prog, "(programs, names unknown)")
+            pr = programs.setdefault((config, workload, name), ProgramResult())
+            pr.runs += cnt
+            pr.time_ns += ns
+            pr.iterations += extra.iterations
+    return runs
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[tuple[str, str], ConfigResult] = {}
     programs: dict[tuple[str, str, str], ProgramResult] = {}
     resolved: dict[str, str] = {}
     foreign: dict[int, int] = {}  # pid -> tracing programs held by others during runs
     taps: dict[int, int] = {}  # pid -> packet sockets held by others during runs
+    dropped: dict[str, int] = {}  # config -> flows netmon's kernel table dropped
     stats_on_while_timed = False
     configs = [BASELINE, *args.configs]
     me = os.getpid()
@@ -594,29 +630,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for pid, count in foreign_packet_sockets(holder).items():
                         taps[pid] = max(taps.get(pid, 0), count)
                     stats_on_while_timed |= stats_already_on()
+                    if args.bpf_stats and attached is not None:
+                        for extra in stats_runs(binary, attached, config, args, programs):
+                            loops.append(("(stats)", extra))
+                    # Last, so that netmon counts them right after: a busy table
+                    # (others' flows) has less time to evict the loops' flows.
                     for workload in args.workloads:
                         loops.append((workload, run_loop(binary, workload, args.n, args.warmup)))
-                    if args.bpf_stats and attached is not None:
-                        names = attached.program_names()
-                        for workload in args.workloads:
-                            with bpf_stats_enabled():
-                                before = read_prog_stats(attached.pid)
-                                extra = run_loop(binary, workload, args.n, args.warmup)
-                                after = read_prog_stats(attached.pid)
-                            loops.append(("(stats)", extra))
-                            for prog, (cnt, ns) in stats_delta(before, after).items():
-                                key = (
-                                    config,
-                                    workload,
-                                    names.get(prog, "(programs, names unknown)"),
-                                )
-                                pr = programs.setdefault(key, ProgramResult())
-                                pr.runs += cnt
-                                pr.time_ns += ns
-                                pr.iterations += extra.iterations
                 finally:
                     if attached is not None:
                         counted = attached.finish([loop.pid for _, loop in loops])
+                if counted is not None:
+                    dropped[config] = dropped.get(config, 0) + counted.dropped
                 for workload, loop in loops:
                     if workload == "(stats)":
                         continue
@@ -626,7 +651,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     res.recv += loop.bytes_recv
                     res.iterations += loop.iterations
                     if counted is not None:
-                        sent, recv = counted.get(loop.pid, (0, 0))
+                        sent, recv = counted.bytes.get(loop.pid, (0, 0))
                         res.counted_sent = (res.counted_sent or 0) + sent
                         res.counted_recv = (res.counted_recv or 0) + recv
                 if not args.json:
@@ -655,6 +680,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "bytes_recv": res.recv,
                     "bytes_counted_sent": res.counted_sent,
                     "bytes_counted_recv": res.counted_recv,
+                    "flows_dropped": dropped.get(config) if res.counted_sent is not None else None,
                     "exact": None
                     if res.counted_sent is None
                     else (res.counted_sent, res.counted_recv) == (res.sent, res.recv),
@@ -752,6 +778,11 @@ def print_table(report: dict[str, Any]) -> None:
             )
             if r["bytes_recv"]:
                 line += f", received {r['bytes_counted_recv']}/{r['bytes_recv']}"
+            if not r["exact"] and r["flows_dropped"]:
+                line += (
+                    f" (its kernel table dropped {r['flows_dropped']} flows: "
+                    "other traffic filled it)"
+                )
         print(line)
     if not report["bpf_stats"]:
         print("\n(--no-bpf-stats: no per-program figures)")
