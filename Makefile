@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check-wheel format bench clean
+.PHONY: install run test lint check-wheel format bench bench-startup clean
 
 ## install: apt packages, kernel headers, tracefs, .venv with netmon (idempotent)
 install:
@@ -36,9 +36,13 @@ check-wheel: install
 format: install
 	$(VENV)/bin/ruff format .
 
-## bench: probe overhead on a syscall-heavy loop (as root)
+## bench: probe overhead on one-byte UDP loops, beside the no-op floor and nethogs (as root)
 bench: install
 	$(PYTHON) bench/overhead.py $(ARGS)
+
+## bench-startup: netmon --json from launch to first object, and SIGTERM to exit (as root)
+bench-startup: install
+	$(PYTHON) bench/startup.py $(ARGS)
 
 ## clean: remove the venv and build leftovers (system packages stay)
 clean:

@@ -1,24 +1,42 @@
 #!/usr/bin/env python3
 """How much netmon's probes slow down a syscall-heavy program.
 
-The workload is bench/udp_send_loop.c, compiled here with gcc: N one-byte UDP
-sends on loopback, once with a connected socket and send(), once with an
-unconnected socket and sendto(). Each round runs the workload without netmon
-and with netmon attached in each probe mode, in a rotating order, so drift
-and background noise hit every configuration alike. The report gives the
-median time per send, the slowdown (median with / median without, and the
-range of the per-round ratios, and the ratio of the fastest runs, which
-background load disturbs least), and from the kernel's BPF statistics
-(enabled for the run with bpf(BPF_ENABLE_STATS), or where that is missing
-with kernel.bpf_stats_enabled, restored after) how often
-each BPF program ran during the measured loops and how long it took per run.
-It also checks that netmon counted exactly the bytes the loop sent.
+The workloads come from bench/udp_send_loop.c, compiled here with gcc; each
+runs N timed iterations of one-byte UDP traffic on loopback:
+
+  sendrecv  an unconnected sendto() to a bound receiver, then recv() of it
+  send      a connected socket, send() only
+  sendto    an unconnected socket, sendto() only
+
+(default: sendrecv,send). Each is run under several configurations, side by
+side in one run:
+
+  none         nothing attached (the baseline)
+  netmon       netmon's probes, default mode (auto); netmon:socket and
+               netmon:syscalls pick a mode
+  noop         the floor: BPF programs that do nothing, on
+               sock:sock_send_length and sock:sock_recv_length
+               (noop:sendto: one on syscalls:sys_enter_sendto instead)
+  nethogs      `nethogs -t -a -C` running (skipped when not installed)
+
+Every configuration is attached by a process of its own, started for the
+round and gone before the next configuration runs, so nothing one leaves
+behind can slow down another. netmon's probes are opened with its
+LiveSource and not polled while the loops run: the pure probe cost
+(`--attach cli` runs `netmon --json` instead, poller included). Each round
+runs every configuration in a rotated order, so drift and background load
+hit every configuration alike.
+
+The report gives the median time per iteration, the ratio to the baseline
+(median / median), the range of the per-round ratios and the ratio of the
+fastest runs, which background load disturbs least. For netmon it checks
+that the bytes counted for each loop are exactly the bytes it sent and
+received. With bpf_stats (default), each attachment also runs every workload
+once more, untimed, with the kernel's BPF run-time statistics on (they add
+their own cost to every program run), to report how often each BPF program
+ran and how long it took.
 
 Run as root:  .venv/bin/python bench/overhead.py [--json] [--rounds R] [-n N]
-
-By default netmon is attached in this process (LiveSource, no polling while
-the loop runs: the pure probe cost). `--attach cli` runs `netmon --json` as a
-separate process instead, poller included.
 """
 
 from __future__ import annotations
@@ -29,6 +47,7 @@ import json
 import os
 import platform
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -38,24 +57,38 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 HERE = Path(__file__).resolve().parent
 LOOP_SOURCE = HERE / "udp_send_loop.c"
-CALLS = ("send", "sendto")
+WORKLOADS = ("sendrecv", "send", "sendto")
+DEFAULT_WORKLOADS = "sendrecv,send"
 BASELINE = "none"
+DEFAULT_CONFIGS = "netmon,noop,nethogs"
+NETHOGS_ARGS = "-t -a -C"  # trace mode; all devices incl. loopback; TCP and UDP
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+ATTACH_TIMEOUT_S = 180.0  # compiling with BCC on a loaded 2-CPU machine can be slow
+
+# The floor: programs that run on the same events as netmon's and do nothing.
+NOOP_PROGRAMS = {
+    "noop": (
+        "TRACEPOINT_PROBE(sock, sock_send_length) { return 0; }\n"
+        "TRACEPOINT_PROBE(sock, sock_recv_length) { return 0; }\n"
+    ),
+    "noop:sendto": "TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { return 0; }\n",
+}
 
 
 # ----------------------------------------------------------------- workload
 @dataclass(frozen=True)
 class LoopResult:
-    ns_per_send: float
-    sends: int  # including warm-up
+    ns_per_iter: float
+    iterations: int  # including warm-up
     bytes_sent: int
+    bytes_recv: int
     pid: int
 
 
@@ -68,15 +101,15 @@ def compile_loop(workdir: Path) -> Path:
     return binary
 
 
-def run_loop(binary: Path, call: str, n: int, warmup: int) -> LoopResult:
+def run_loop(binary: Path, workload: str, n: int, warmup: int) -> LoopResult:
     proc = subprocess.Popen(
-        [str(binary), call, str(n), str(warmup)], stdout=subprocess.PIPE, text=True
+        [str(binary), workload, str(n), str(warmup)], stdout=subprocess.PIPE, text=True
     )
     out, _ = proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"{binary.name} {call} exited with {proc.returncode}")
-    ns, sends, nbytes = out.split()
-    return LoopResult(float(ns), int(sends), int(nbytes), proc.pid)
+        raise RuntimeError(f"{binary.name} {workload} exited with {proc.returncode}")
+    ns, iterations, sent, received = out.split()
+    return LoopResult(float(ns), int(iterations), int(sent), int(received), proc.pid)
 
 
 # ----------------------------------------------------------------- bpf_stats
@@ -118,14 +151,25 @@ def bpf_stats_enabled() -> Iterator[None]:
         STATS_SYSCTL.write_text(before + "\n")
 
 
+def stats_already_on() -> bool:
+    """Someone else has bpf_stats on: every program run then pays for it."""
+    try:
+        return STATS_SYSCTL.read_text().strip() != "0"
+    except OSError:
+        return False
+
+
 ProgStats = dict[int, tuple[int, int]]  # prog id -> (run_cnt, run_time_ns)
 
 
 def read_prog_stats(pid: int) -> ProgStats:
     """run_cnt and run_time_ns of every BPF program that process `pid` holds."""
     stats: ProgStats = {}
-    fdinfo = Path(f"/proc/{pid}/fdinfo")
-    for entry in fdinfo.iterdir():
+    try:
+        entries = list(Path(f"/proc/{pid}/fdinfo").iterdir())
+    except OSError:
+        return stats
+    for entry in entries:
         try:
             fields = dict(
                 line.split(":", 1) for line in entry.read_text().splitlines() if ":" in line
@@ -147,8 +191,8 @@ TRACING_PROG_TYPES = {2, 5, 17, 26}
 def foreign_tracing_programs(exclude: set[int]) -> dict[int, int]:
     """pid -> number of tracing BPF programs held by processes not in `exclude`.
 
-    Another tool (or another netmon) tracing the same syscalls would slow the
-    baseline down too and make the slowdown look smaller than it is.
+    Another tool (or another netmon) tracing the same events slows every
+    configuration down and makes the ratios look smaller than they are.
     """
     holders: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
@@ -171,6 +215,33 @@ def foreign_tracing_programs(exclude: set[int]) -> dict[int, int]:
     return holders
 
 
+def foreign_packet_sockets(exclude: set[int]) -> dict[int, int]:
+    """pid -> packet sockets (nethogs, tcpdump...) held by processes not in `exclude`.
+
+    A packet tap sees every loopback datagram: it slows every configuration
+    down, like a foreign tracing program.
+    """
+    try:
+        lines = Path("/proc/net/packet").read_text().splitlines()[1:]
+    except OSError:
+        return {}
+    inodes = {f"socket:[{line.split()[-1]}]" for line in lines if line.split()}
+    holders: dict[int, int] = {}
+    if not inodes:
+        return holders
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in exclude:
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        count = sum(link in inodes for link in links)
+        if count:
+            holders[int(proc.name)] = count
+    return holders
+
+
 def stats_delta(before: ProgStats, after: ProgStats) -> ProgStats:
     return {
         prog: (cnt - before.get(prog, (0, 0))[0], ns - before.get(prog, (0, 0))[1])
@@ -182,16 +253,13 @@ def short_name(name: str) -> str:
     return name.removeprefix("tracepoint__").replace("__", ":", 1)
 
 
-# ---------------------------------------------------------------- attaching
-class Attached(Protocol):
-    mode: str
-    pid: int  # the process holding the BPF program fds
+# ------------------------------------------- the holder (a child process)
+@dataclass(frozen=True)
+class Counted:
+    """What netmon counted for the loops."""
 
-    def program_names(self) -> dict[int, str]: ...
-
-    def finish(self, loop_pids: list[int]) -> dict[int, int]:
-        """Detach; return the bytes netmon counted as sent by each loop pid."""
-        ...
+    bytes: dict[int, tuple[int, int]]  # loop pid -> (bytes sent, bytes received)
+    dropped: int  # flows its kernel table could not keep (others' traffic can fill it)
 
 
 def _prog_id_of_fd(fd: int) -> int | None:
@@ -201,38 +269,185 @@ def _prog_id_of_fd(fd: int) -> int | None:
     return None
 
 
-class InProcess:
-    """netmon's LiveSource opened in this process."""
+def _bcc_program_names(bpf: Any) -> dict[int, str]:
+    # BCC keeps the loaded programs in BPF.funcs (name -> Function with fd).
+    names: dict[int, str] = {}
+    for name, fn in bpf.funcs.items():
+        prog_id = _prog_id_of_fd(fn.fd)
+        if prog_id is not None:
+            names[prog_id] = short_name(name.decode() if isinstance(name, bytes) else name)
+    return names
+
+
+class Holder(Protocol):
+    mode: str
+
+    def program_names(self) -> dict[int, str]: ...
+
+    def count(self, pids: list[int]) -> Counted | None: ...
+
+    def close(self) -> None: ...
+
+
+class NetmonHolder:
+    """netmon's LiveSource, opened and then left alone until the loops end."""
 
     def __init__(self, probes: str) -> None:
         from netmon.sources.live import LiveSource
 
         self.source = LiveSource.open(probes=probes)
         self.mode = self.source.mode
-        self.pid = os.getpid()
 
     def program_names(self) -> dict[int, str]:
-        # BCC keeps the loaded programs in BPF.funcs (name -> Function with fd).
-        names: dict[int, str] = {}
-        for name, fn in getattr(self.source, "_bpf").funcs.items():  # noqa: B009
-            prog_id = _prog_id_of_fd(fn.fd)
-            if prog_id is not None:
-                names[prog_id] = short_name(name.decode() if isinstance(name, bytes) else name)
-        return names
+        return _bcc_program_names(getattr(self.source, "_bpf"))  # noqa: B009
 
-    def finish(self, loop_pids: list[int]) -> dict[int, int]:
-        try:
-            sample = self.source.read()
-        finally:
-            self.source.close()
-        counted = dict.fromkeys(loop_pids, 0)
+    def count(self, pids: list[int]) -> Counted:
+        sample = self.source.read()
+        counted = {pid: (0, 0) for pid in pids}
         for key, counters in sample.flows.items():
             if key.pid in counted:
-                counted[key.pid] += counters.bytes_sent
-        return counted
+                sent, recv = counted[key.pid]
+                counted[key.pid] = (sent + counters.bytes_sent, recv + counters.bytes_recv)
+        return Counted(counted, sample.dropped)
+
+    def close(self) -> None:
+        self.source.close()
 
 
-class Subprocess:
+class NoopHolder:
+    """Throw-away programs that only return: the cost of being attached at all."""
+
+    def __init__(self, spec: str) -> None:
+        from netmon.sources.live import import_bcc
+
+        self.bpf = import_bcc().BPF(text=NOOP_PROGRAMS[spec])
+        self.mode = spec
+
+    def program_names(self) -> dict[int, str]:
+        return _bcc_program_names(self.bpf)
+
+    def count(self, pids: list[int]) -> None:
+        return None
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def hold(spec: str) -> int:
+    """Child side of a configuration: attach, say so, wait for the parent's
+    list of loop pids, report what was counted for them, detach, exit.
+
+    One line of JSON each way on stdin/stdout; anything a library prints is
+    sent to stderr so it cannot garble that protocol.
+    """
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+
+    def say(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    holder: Holder
+    try:
+        if spec in NOOP_PROGRAMS:
+            holder = NoopHolder(spec)
+        else:
+            holder = NetmonHolder(spec.split(":", 1)[1] if ":" in spec else "auto")
+    except Exception as exc:  # reported to the parent, which stops the run
+        say({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    try:
+        say({"mode": holder.mode, "programs": holder.program_names()})
+        line = sys.stdin.readline()
+        pids = json.loads(line)["pids"] if line else []
+        counted = holder.count(pids)
+        if counted is None:
+            say({"counted": None})
+        else:
+            per_pid = {str(p): c for p, c in counted.bytes.items()}
+            say({"counted": per_pid, "dropped": counted.dropped})
+    finally:
+        holder.close()
+    return 0
+
+
+# ------------------------------------------- attaching (the parent's side)
+class Attached(Protocol):
+    mode: str  # what actually ran, e.g. "socket" for netmon in auto mode
+    pid: int  # the process holding the BPF programs, if any
+
+    def program_names(self) -> dict[int, str]: ...
+
+    def finish(self, loop_pids: list[int]) -> Counted | None:
+        """Detach; return the bytes counted for each loop pid (None: not a counter)."""
+        ...
+
+
+def _read_line(stream: IO[bytes], timeout: float) -> bytes:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else b""
+
+
+def _stderr_text(f: IO[bytes]) -> str:
+    f.seek(0)
+    return f.read().decode(errors="replace").strip()
+
+
+class HeldProcess:
+    """A configuration attached by `overhead.py --hold SPEC` in its own process."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--hold", spec],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self.pid = self.proc.pid
+        assert self.proc.stdout is not None
+        line = _read_line(self.proc.stdout, ATTACH_TIMEOUT_S)
+        reply: dict[str, Any] = json.loads(line) if line else {"error": "no answer"}
+        if "error" in reply:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(
+                f"attaching {spec} failed: {reply['error']}\n{_stderr_text(self._stderr)}"
+            )
+        self.mode = str(reply["mode"])
+        self._names = {int(k): str(v) for k, v in reply["programs"].items()}
+
+    def program_names(self) -> dict[int, str]:
+        return self._names
+
+    def finish(self, loop_pids: list[int]) -> Counted | None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write((json.dumps({"pids": loop_pids}) + "\n").encode())
+            self.proc.stdin.flush()
+            line = _read_line(self.proc.stdout, 60)
+        finally:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not line or self.proc.returncode != 0:
+            raise RuntimeError(
+                f"{self.spec} holder exited with {self.proc.returncode}: "
+                + _stderr_text(self._stderr)
+            )
+        self._stderr.close()
+        reply = json.loads(line)
+        if reply["counted"] is None:
+            return None
+        per_pid = {int(pid): (int(s), int(r)) for pid, (s, r) in reply["counted"].items()}
+        return Counted(per_pid, int(reply["dropped"]))
+
+
+class NetmonCli:
     """`netmon --json --probes MODE` as its own process, poller included."""
 
     def __init__(self, probes: str, netmon: str, interval_ms: int) -> None:
@@ -245,15 +460,11 @@ class Subprocess:
         )
         self.pid = self.proc.pid
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        first = self.proc.stdout.readline() if ready else b""
-        if not first:
+        if not _read_line(self.proc.stdout, ATTACH_TIMEOUT_S):
             self.proc.kill()
             self.proc.wait()
-            self._stderr.seek(0)
             raise RuntimeError(
-                f"netmon --probes {probes} gave no first snapshot: "
-                + self._stderr.read().decode(errors="replace").strip()
+                f"netmon --probes {probes} gave no first snapshot: " + _stderr_text(self._stderr)
             )
 
     def program_names(self) -> dict[int, str]:
@@ -269,7 +480,7 @@ class Subprocess:
             return {}
         return {p["id"]: short_name(p.get("name", "?")) for p in progs if "id" in p}
 
-    def finish(self, loop_pids: list[int]) -> dict[int, int]:
+    def finish(self, loop_pids: list[int]) -> Counted:
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=60)
         self._stderr.close()
@@ -277,224 +488,391 @@ class Subprocess:
         if self.proc.returncode != 0 or not lines:
             raise RuntimeError(f"netmon exited with {self.proc.returncode}")
         final = json.loads(lines[-1])
-        counted = dict.fromkeys(loop_pids, 0)
+        counted = {pid: (0, 0) for pid in loop_pids}
         for flow in final["flows"]:
             if flow["pid"] in counted:
-                counted[flow["pid"]] += flow["bytes_sent"]
-        return counted
+                sent, recv = counted[flow["pid"]]
+                counted[flow["pid"]] = (sent + flow["bytes_sent"], recv + flow["bytes_recv"])
+        return Counted(counted, int(final.get("dropped", 0)))
+
+
+class Nethogs:
+    """nethogs in trace mode; attached once its first refresh is printed."""
+
+    def __init__(self, binary: str, args: list[str]) -> None:
+        self.mode = " ".join(["nethogs", *args])
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
+        self.proc = subprocess.Popen(
+            [binary, *args], stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 30
+        while not self._output().count(b"Refreshing:"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError(f"{self.mode} did not start: {self._output()[-500:]!r}")
+            time.sleep(0.05)
+
+    def _output(self) -> bytes:
+        self._out.seek(0)
+        return self._out.read()
+
+    def program_names(self) -> dict[int, str]:
+        return {}
+
+    def finish(self, loop_pids: list[int]) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+        return None
+
+
+def attach(config: str, args: argparse.Namespace) -> Attached:
+    if config == "nethogs":
+        return Nethogs(args.nethogs_path, shlex.split(args.nethogs_args))
+    if config.startswith("netmon") and args.attach == "cli":
+        probes = config.split(":", 1)[1] if ":" in config else "auto"
+        return NetmonCli(probes, args.netmon, args.interval)
+    return HeldProcess(config)
+
+
+def check_config(config: str) -> str | None:
+    """Why `config` is not a configuration this script knows, or None."""
+    if config in NOOP_PROGRAMS or config in ("netmon", "nethogs"):
+        return None
+    if config.startswith("netmon:") and config.split(":", 1)[1] in ("auto", "socket", "syscalls"):
+        return None
+    return f"unknown configuration {config!r}"
 
 
 # ------------------------------------------------------------------ the run
 @dataclass
 class ConfigResult:
-    """All rounds of one (call, probes) configuration."""
+    """All rounds of one (workload, configuration)."""
 
     ns: list[float] = field(default_factory=list)
     sent: int = 0
-    counted: int = 0
-    measured_sends: int = 0
+    recv: int = 0
+    counted_sent: int | None = None  # None: the configuration does not count
+    counted_recv: int | None = None
+    iterations: int = 0  # timed runs, warm-up included
 
 
 @dataclass
 class ProgramResult:
     runs: int = 0
     time_ns: int = 0
+    iterations: int = 0  # of the stats runs, warm-up included
+
+
+def label(config: str, resolved: dict[str, str]) -> str:
+    mode = resolved.get(config)
+    if config.startswith("netmon") and mode is not None and not config.endswith(":" + mode):
+        return f"{config} ({mode})"
+    return config
+
+
+def stats_runs(
+    binary: Path,
+    attached: Attached,
+    config: str,
+    args: argparse.Namespace,
+    programs: dict[tuple[str, str, str], ProgramResult],
+) -> list[LoopResult]:
+    """One untimed run of each workload with bpf_stats on; adds to `programs`."""
+    names = attached.program_names()
+    runs = []
+    for workload in args.workloads:
+        with bpf_stats_enabled():
+            before = read_prog_stats(attached.pid)
+            extra = run_loop(binary, workload, args.n, args.warmup)
+            after = read_prog_stats(attached.pid)
+        runs.append(extra)
+        for prog, (cnt, ns) in stats_delta(before, after).items():
+            name = names.get(prog, "(programs, names unknown)")
+            pr = programs.setdefault((config, workload, name), ProgramResult())
+            pr.runs += cnt
+            pr.time_ns += ns
+            pr.iterations += extra.iterations
+    return runs
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[tuple[str, str], ConfigResult] = {}
-    programs: dict[tuple[str, str], ProgramResult] = {}
+    programs: dict[tuple[str, str, str], ProgramResult] = {}
     resolved: dict[str, str] = {}
-    foreign: dict[int, int] = {}  # pid -> tracing programs seen during baseline runs
-    configs = [BASELINE, *args.probes]
+    foreign: dict[int, int] = {}  # pid -> tracing programs held by others during runs
+    taps: dict[int, int] = {}  # pid -> packet sockets held by others during runs
+    dropped: dict[str, int] = {}  # config -> flows netmon's kernel table dropped
+    stats_on_while_timed = False
+    configs = [BASELINE, *args.configs]
+    me = os.getpid()
 
     with tempfile.TemporaryDirectory(prefix="netmon-bench-") as tmp:
         binary = compile_loop(Path(tmp))
-        stats: AbstractContextManager[None] = (
-            bpf_stats_enabled() if args.bpf_stats else nullcontext()
-        )
-        with stats:
-            for rnd in range(args.rounds):
-                shift = rnd % len(configs)
-                order = configs[shift:] + configs[:shift]
-                for config in order:
-                    attached: Attached | None = None
-                    if config != BASELINE:
-                        if args.attach == "cli":
-                            attached = Subprocess(config, args.netmon, args.interval)
-                        else:
-                            attached = InProcess(config)
-                        resolved[config] = attached.mode
-                    if attached is None:
-                        for pid, count in foreign_tracing_programs({os.getpid()}).items():
-                            foreign[pid] = max(foreign.get(pid, 0), count)
-                    loops: list[tuple[str, LoopResult]] = []
-                    try:
-                        before = read_prog_stats(attached.pid) if attached else {}
-                        for call in CALLS:
-                            loops.append((call, run_loop(binary, call, args.n, args.warmup)))
-                        after = read_prog_stats(attached.pid) if attached else {}
-                        names = attached.program_names() if attached else {}
-                    finally:
-                        counted = attached.finish([r.pid for _, r in loops]) if attached else {}
-                    for call, loop in loops:
-                        res = results.setdefault((call, config), ConfigResult())
-                        res.ns.append(loop.ns_per_send)
-                        res.sent += loop.bytes_sent
-                        res.counted += counted.get(loop.pid, 0)
-                        res.measured_sends += args.n
-                    for prog, (cnt, ns) in stats_delta(before, after).items():
-                        prog_result = programs.setdefault(
-                            (config, names.get(prog, f"prog id {prog}")), ProgramResult()
-                        )
-                        prog_result.runs += cnt
-                        prog_result.time_ns += ns
-                    if not args.json:
-                        print(f"  round {rnd + 1}/{args.rounds}: {config} done", file=sys.stderr)
+        for rnd in range(args.rounds):
+            shift = rnd % len(configs)
+            for config in configs[shift:] + configs[:shift]:
+                attached = None if config == BASELINE else attach(config, args)
+                if attached is not None:
+                    resolved[config] = attached.mode
+                loops: list[tuple[str, LoopResult]] = []
+                counted: Counted | None = None
+                try:
+                    holder = {me} if attached is None else {me, attached.pid}
+                    for pid, count in foreign_tracing_programs(holder).items():
+                        foreign[pid] = max(foreign.get(pid, 0), count)
+                    for pid, count in foreign_packet_sockets(holder).items():
+                        taps[pid] = max(taps.get(pid, 0), count)
+                    stats_on_while_timed |= stats_already_on()
+                    if args.bpf_stats and attached is not None:
+                        for extra in stats_runs(binary, attached, config, args, programs):
+                            loops.append(("(stats)", extra))
+                    # Last, so that netmon counts them right after: a busy table
+                    # (others' flows) has less time to evict the loops' flows.
+                    for workload in args.workloads:
+                        loops.append((workload, run_loop(binary, workload, args.n, args.warmup)))
+                finally:
+                    if attached is not None:
+                        counted = attached.finish([loop.pid for _, loop in loops])
+                if counted is not None:
+                    dropped[config] = dropped.get(config, 0) + counted.dropped
+                for workload, loop in loops:
+                    if workload == "(stats)":
+                        continue
+                    res = results.setdefault((workload, config), ConfigResult())
+                    res.ns.append(loop.ns_per_iter)
+                    res.sent += loop.bytes_sent
+                    res.recv += loop.bytes_recv
+                    res.iterations += loop.iterations
+                    if counted is not None:
+                        sent, recv = counted.bytes.get(loop.pid, (0, 0))
+                        res.counted_sent = (res.counted_sent or 0) + sent
+                        res.counted_recv = (res.counted_recv or 0) + recv
+                if not args.json:
+                    print(f"  round {rnd + 1}/{args.rounds}: {config} done", file=sys.stderr)
 
     rows = []
-    for call in CALLS:
-        base = results[(call, BASELINE)]
-        for probes in args.probes:
-            res = results[(call, probes)]
+    for workload in args.workloads:
+        base = results[(workload, BASELINE)]
+        for config in configs:
+            res = results[(workload, config)]
             ratios = [b / a for a, b in zip(base.ns, res.ns, strict=True)]
             rows.append(
                 {
-                    "call": call,
-                    "probes": probes,
-                    "probes_resolved": resolved.get(probes, probes),
-                    "baseline_ns_per_send": statistics.median(base.ns),
-                    "netmon_ns_per_send": statistics.median(res.ns),
-                    "slowdown": statistics.median(res.ns) / statistics.median(base.ns),
-                    "slowdown_best": min(res.ns) / min(base.ns),
-                    "slowdown_per_round_min": min(ratios),
-                    "slowdown_per_round_max": max(ratios),
-                    "baseline_ns_all": base.ns,
-                    "netmon_ns_all": res.ns,
+                    "workload": workload,
+                    "config": config,
+                    "label": label(config, resolved),
+                    "resolved": resolved.get(config, config),
+                    "ns_per_iter": statistics.median(res.ns),
+                    "baseline_ns_per_iter": statistics.median(base.ns),
+                    "ratio": statistics.median(res.ns) / statistics.median(base.ns),
+                    "ratio_best": min(res.ns) / min(base.ns),
+                    "ratio_per_round_min": min(ratios),
+                    "ratio_per_round_max": max(ratios),
+                    "ns_all": res.ns,
                     "bytes_sent": res.sent,
-                    "bytes_counted": res.counted,
+                    "bytes_recv": res.recv,
+                    "bytes_counted_sent": res.counted_sent,
+                    "bytes_counted_recv": res.counted_recv,
+                    "flows_dropped": dropped.get(config) if res.counted_sent is not None else None,
+                    "exact": None
+                    if res.counted_sent is None
+                    else (res.counted_sent, res.counted_recv) == (res.sent, res.recv),
                 }
             )
     progs: list[dict[str, Any]] = []
-    for (probes, name), pr in sorted(programs.items()):
+    order = {name: i for i, name in enumerate([*configs, *args.workloads])}
+    for (config, workload, name), pr in sorted(
+        programs.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]], kv[0][2])
+    ):
         if pr.runs == 0:
             continue
-        sends = sum(results[(call, probes)].sent for call in CALLS)
         progs.append(
             {
-                "probes": probes,
+                "config": config,
+                "label": label(config, resolved),
+                "workload": workload,
                 "program": name,
                 "run_cnt": pr.runs,
                 "run_time_ns": pr.time_ns,
                 "ns_per_run": pr.time_ns / pr.runs,
-                "runs_per_send": pr.runs / sends,
+                "runs_per_iter": pr.runs / pr.iterations,
+                "ns_per_iter": pr.time_ns / pr.iterations,
             }
         )
-    per_send = {}
-    for probes in args.probes:
-        sends = sum(results[(call, probes)].sent for call in CALLS)
-        total_ns = sum(p["run_time_ns"] for p in progs if p["probes"] == probes)
-        per_send[probes] = total_ns / sends
     return {
-        "workload": "one-byte UDP sends on loopback (bench/udp_send_loop.c)",
+        "workloads": {
+            "sendrecv": "one-byte UDP sendto() to a bound receiver + recv() on loopback",
+            "send": "one-byte UDP send() on a connected socket on loopback, never read",
+            "sendto": "one-byte UDP sendto() on loopback, never read",
+        },
+        "source": "bench/udp_send_loop.c",
         "n_per_run": args.n,
         "warmup": args.warmup,
         "rounds": args.rounds,
+        "configs": configs,
+        "skipped": args.skipped,
         "attach": args.attach,
         "bpf_stats": args.bpf_stats,
+        "bpf_stats_on_during_timing": stats_on_while_timed,
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "foreign_tracing_programs": {str(pid): n for pid, n in foreign.items()},
+        "foreign_packet_sockets": {str(pid): n for pid, n in taps.items()},
         "results": rows,
         "programs": progs,
-        "bpf_ns_per_send": per_send,
     }
 
 
 def print_table(report: dict[str, Any]) -> None:
     print(
-        f"netmon overhead: {report['workload']}\n"
-        f"{report['n_per_run']} timed sends per run after {report['warmup']} warm-up, "
-        f"{report['rounds']} interleaved rounds, netmon attached {report['attach']}, "
-        f"bpf_stats {'on' if report['bpf_stats'] else 'off'}, "
-        f"kernel {report['kernel']}, {report['cpus']} CPUs\n"
+        f"netmon overhead: one-byte UDP on loopback ({report['source']})\n"
+        f"{report['n_per_run']} timed iterations per run after {report['warmup']} warm-up, "
+        f"{report['rounds']} rounds in rotated order, netmon attached "
+        f"{'in its own process (LiveSource)' if report['attach'] == 'inproc' else 'as the CLI'}, "
+        f"kernel {report['kernel']}, {report['cpus']} CPUs"
     )
+    for workload in dict.fromkeys(r["workload"] for r in report["results"]):
+        print(f"  {workload}: {report['workloads'][workload]}")
+    for config, why in report["skipped"].items():
+        print(f"  {config}: skipped ({why})")
+    print()
     if report["foreign_tracing_programs"]:
         print(
-            "WARNING: other processes held tracing BPF programs during baseline runs "
+            "WARNING: other processes held tracing BPF programs during the runs "
             "(pid: programs): "
             + ", ".join(f"{pid}: {n}" for pid, n in report["foreign_tracing_programs"].items())
-            + "\nthe baseline may be slowed by them too.\n"
+            + "\nthey slow every configuration down and shrink the ratios.\n"
         )
+    if report["foreign_packet_sockets"]:
+        print(
+            "WARNING: other processes held packet sockets during the runs (pid: sockets): "
+            + ", ".join(f"{pid}: {n}" for pid, n in report["foreign_packet_sockets"].items())
+            + "\nthey tap every loopback packet and shrink the ratios.\n"
+        )
+    if report["bpf_stats_on_during_timing"]:
+        print("WARNING: kernel.bpf_stats_enabled was on: the timings include its cost.\n")
+    width = max(len(r["label"]) for r in report["results"])
     print(
-        f"{'call':<7} {'probes':<9} {'without':>10} {'with':>10} {'slowdown':>9} "
-        f"{'per-round range':>16} {'best/best':>9}  counted/sent bytes"
+        f"{'workload':<9} {'config':<{width}} {'ns/iter':>8} {'ratio':>7} "
+        f"{'per-round':>12} {'best/best':>9}  counted/moved bytes"
     )
     for r in report["results"]:
-        probes = r["probes"]
-        if r["probes_resolved"] != probes:
-            probes = f"{probes}={r['probes_resolved']}"
-        exact = "exact" if r["bytes_counted"] == r["bytes_sent"] else "MISMATCH"
-        print(
-            f"{r['call']:<7} {probes:<9} {r['baseline_ns_per_send']:>7.0f} ns "
-            f"{r['netmon_ns_per_send']:>7.0f} ns {r['slowdown']:>8.2f}x "
-            f"{r['slowdown_per_round_min']:>10.2f}-{r['slowdown_per_round_max']:.2f}x "
-            f"{r['slowdown_best']:>8.2f}x  "
-            f"{r['bytes_counted']}/{r['bytes_sent']} {exact}"
-        )
+        line = f"{r['workload']:<9} {r['label']:<{width}} {r['ns_per_iter']:>8.0f}"
+        if r["config"] != BASELINE:
+            line += (
+                f" {r['ratio']:>6.2f}x "
+                f"{r['ratio_per_round_min']:>6.2f}-{r['ratio_per_round_max']:.2f}x "
+                f"{r['ratio_best']:>8.2f}x"
+            )
+        if r["exact"] is not None:
+            line += (
+                f"  {'exact' if r['exact'] else 'MISMATCH'}: sent "
+                f"{r['bytes_counted_sent']}/{r['bytes_sent']}"
+            )
+            if r["bytes_recv"]:
+                line += f", received {r['bytes_counted_recv']}/{r['bytes_recv']}"
+            if not r["exact"] and r["flows_dropped"]:
+                line += (
+                    f" (its kernel table dropped {r['flows_dropped']} flows: "
+                    "other traffic filled it)"
+                )
+        print(line)
     if not report["bpf_stats"]:
-        print("\n(bpf_stats not enabled: no per-program figures)")
+        print("\n(--no-bpf-stats: no per-program figures)")
         return
-    print("\nBPF programs during the timed loops (bpf_stats; all processes' events):")
-    print(f"{'probes':<9} {'program':<40} {'runs':>10} {'runs/send':>9} {'ns/run':>8}")
-    for p in report["programs"]:
+    # Programs that ran for other processes' events only are in the JSON.
+    shown = [p for p in report["programs"] if p["runs_per_iter"] >= 0.01]
+    if not shown:
+        return
+    print(
+        "\nBPF programs, from extra untimed runs with bpf_stats on (events of all "
+        "processes count;\nprograms that ran less than once per 100 iterations left out):"
+    )
+    pwidth = max(len(p["program"]) for p in shown)
+    lwidth = max(len(p["label"]) for p in shown)
+    print(
+        f"{'workload':<9} {'config':<{lwidth}} {'program':<{pwidth}} "
+        f"{'runs/iter':>9} {'ns/run':>7} {'ns/iter':>8}"
+    )
+    for p in shown:
         print(
-            f"{p['probes']:<9} {p['program']:<40} {p['run_cnt']:>10} "
-            f"{p['runs_per_send']:>9.2f} {p['ns_per_run']:>8.0f}"
-        )
-    print()
-    for probes, ns in report["bpf_ns_per_send"].items():
-        extra = [
-            r["netmon_ns_per_send"] - r["baseline_ns_per_send"]
-            for r in report["results"]
-            if r["probes"] == probes
-        ]
-        print(
-            f"{probes}: {ns:.0f} ns of BPF program time per send; measured extra time per send "
-            + ", ".join(f"{e:.0f} ns" for e in extra)
-            + f" ({', '.join(CALLS)})"
+            f"{p['workload']:<9} {p['label']:<{lwidth}} {p['program']:<{pwidth}} "
+            f"{p['runs_per_iter']:>9.2f} {p['ns_per_run']:>7.0f} {p['ns_per_iter']:>8.0f}"
         )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=200_000, help="timed sends per run")
-    parser.add_argument("--warmup", type=int, default=10_000, help="untimed sends first")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-n", type=int, default=200_000, help="timed iterations per run")
+    parser.add_argument("--warmup", type=int, default=10_000, help="untimed iterations first")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (default: 7)")
     parser.add_argument(
-        "--probes",
-        default="socket,syscalls",
-        help="comma-separated probe modes to measure (default: socket,syscalls)",
+        "--workloads",
+        default=DEFAULT_WORKLOADS,
+        help=f"comma-separated, from {', '.join(WORKLOADS)} (default: {DEFAULT_WORKLOADS})",
+    )
+    parser.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help="comma-separated configurations measured beside the baseline: netmon, "
+        "netmon:socket, netmon:syscalls, noop, noop:sendto, nethogs "
+        f"(default: {DEFAULT_CONFIGS})",
     )
     parser.add_argument(
         "--attach",
         choices=("inproc", "cli"),
         default="inproc",
-        help="attach netmon in this process, or run `netmon --json` as a subprocess",
+        help="netmon configurations: open its LiveSource (no polling) in a process of "
+        "their own, or run `netmon --json` (poller included)",
     )
     parser.add_argument(
         "--netmon", default=str(HERE.parent / ".venv" / "bin" / "netmon"), help="for --attach cli"
     )
     parser.add_argument("--interval", type=int, default=1000, help="ms, for --attach cli")
     parser.add_argument(
+        "--nethogs-args",
+        default=NETHOGS_ARGS,
+        help=f"nethogs options for the nethogs configuration (default: {NETHOGS_ARGS!r})",
+    )
+    parser.add_argument(
         "--no-bpf-stats",
         dest="bpf_stats",
         action="store_false",
-        help="leave kernel.bpf_stats_enabled alone (its own cost is then not in the timings)",
+        help="skip the extra runs with the kernel's BPF statistics (per-program figures)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--hold", help=argparse.SUPPRESS)  # internal: a configuration's process
     args = parser.parse_args()
-    args.probes = [p for p in args.probes.split(",") if p]
+    if args.hold is not None:
+        return hold(args.hold)
+
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.configs = list(dict.fromkeys(c for c in args.configs.split(",") if c))
+    for workload in args.workloads:
+        if workload not in WORKLOADS:
+            parser.error(f"unknown workload {workload!r}")
+    for config in args.configs:
+        problem = check_config(config)
+        if problem is not None:
+            parser.error(problem)
+    if not args.workloads or args.rounds < 1 or args.n < 1:
+        parser.error("need at least one workload, one round and one iteration")
+    args.skipped = {}
+    args.nethogs_path = shutil.which("nethogs")
+    if "nethogs" in args.configs and args.nethogs_path is None:
+        args.configs.remove("nethogs")
+        args.skipped["nethogs"] = "not installed"
     if os.geteuid() != 0:
         print("overhead: run as root (BPF programs and bpf_stats need it)", file=sys.stderr)
         return 3

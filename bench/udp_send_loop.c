@@ -1,13 +1,18 @@
 /*
- * A syscall-heavy loop for bench/overhead.py: N one-byte UDP sends to a
- * socket of this process bound on 127.0.0.1 (never read, so the kernel drops
- * what does not fit its receive buffer; every send still succeeds).
+ * A syscall-heavy loop for bench/overhead.py: N iterations of one-byte UDP
+ * traffic on 127.0.0.1, between two sockets of this process.
  *
- *   udp_send_loop send   N WARMUP   connected socket, send()
- *   udp_send_loop sendto N WARMUP   unconnected socket, sendto()
+ *   udp_send_loop sendrecv N WARMUP   unconnected sendto() to the bound
+ *                                     receiver, then recv() of that datagram
+ *   udp_send_loop send     N WARMUP   connected socket, send() only
+ *   udp_send_loop sendto   N WARMUP   unconnected socket, sendto() only
  *
- * Prints one line: "<ns per send> <total sends incl. warm-up> <bytes sent>".
- * Only the N measured sends are timed (CLOCK_MONOTONIC).
+ * In the send-only workloads the receiver never reads, so the kernel drops
+ * what does not fit its receive buffer; every send still succeeds.
+ *
+ * Prints one line:
+ *   "<ns per iteration> <iterations incl. warm-up> <bytes sent> <bytes received>"
+ * Only the N measured iterations are timed (CLOCK_MONOTONIC).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,11 +32,13 @@ static long long now_ns(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[1], "send") && strcmp(argv[1], "sendto"))) {
-        fprintf(stderr, "usage: %s send|sendto N WARMUP\n", argv[0]);
+    if (argc != 4 ||
+        (strcmp(argv[1], "send") && strcmp(argv[1], "sendto") && strcmp(argv[1], "sendrecv"))) {
+        fprintf(stderr, "usage: %s sendrecv|send|sendto N WARMUP\n", argv[0]);
         return 2;
     }
     int use_send = strcmp(argv[1], "send") == 0;
+    int do_recv = strcmp(argv[1], "sendrecv") == 0;
     long n = atol(argv[2]), warmup = atol(argv[3]);
 
     int rx = socket(AF_INET, SOCK_DGRAM, 0);
@@ -49,8 +56,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char byte = 'x';
-    long long bytes = 0, start = 0;
+    char byte = 'x', buf[16];
+    long long sent = 0, received = 0, start = 0;
     for (long i = 0; i < warmup + n; i++) {
         if (i == warmup)
             start = now_ns();
@@ -60,10 +67,20 @@ int main(int argc, char **argv)
             perror("send");
             return 1;
         }
-        bytes += r;
+        sent += r;
+        if (do_recv) {
+            /* Blocking: on loopback the datagram is normally queued already. */
+            r = recv(rx, buf, sizeof(buf), 0);
+            if (r != 1) {
+                perror("recv");
+                return 1;
+            }
+            received += r;
+        }
     }
     long long elapsed = now_ns() - start;
-    printf("%.2f %ld %lld\n", (double)elapsed / (double)(n > 0 ? n : 1), warmup + n, bytes);
+    printf("%.2f %ld %lld %lld\n", (double)elapsed / (double)(n > 0 ? n : 1), warmup + n, sent,
+           received);
     close(tx);
     close(rx);
     return 0;
