@@ -37,12 +37,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size from /proc/PID/smaps_rollup, in KiB."""
+def memory_kib(pid: int) -> dict[str, int]:
+    """Pss, Rss and Private (Private_Clean + Private_Dirty: memory no other
+    process shares) from /proc/PID/smaps_rollup, in KiB. PSS splits shared
+    pages among the processes mapping them, so it drops when other processes
+    map the same libraries (another netmon's LLVM); Private does not."""
+    fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
+        name, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            fields[name] = int(rest.split()[0])
+    return {
+        "Pss": fields["Pss"],
+        "Rss": fields["Rss"],
+        "Private": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+    }
 
 
 def free_tcp_port() -> int:
