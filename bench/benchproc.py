@@ -54,6 +54,47 @@ def memory_kib(pid: int) -> dict[str, int]:
     }
 
 
+# kprobe, tracepoint, raw tracepoint, tracing: programs that can run on the
+# workload's system calls
+TRACING_PROG_TYPES = {2, 5, 17, 26}
+CAPTURE_TOOLS = {"nethogs", "tcpdump", "iftop", "bandwhich", "wireshark", "tshark"}
+
+
+def other_monitors(exclude: set[int]) -> dict[int, str]:
+    """Processes not in `exclude` that may slow the workload down too.
+
+    Those holding tracing BPF programs (another netmon, any BCC tool) and
+    known capture tools. On a shared machine they make the baseline slower
+    and the measured cost of the monitor under test look smaller.
+    """
+    found: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in exclude:
+            continue
+        pid = int(proc.name)
+        try:
+            comm = (proc / "comm").read_text().strip()
+            entries = list((proc / "fdinfo").iterdir())
+        except OSError:
+            continue
+        progs = 0
+        for entry in entries:
+            try:
+                text = entry.read_text()
+            except OSError:
+                continue
+            if "prog_type:" in text:
+                for line in text.splitlines():
+                    if line.startswith("prog_type:"):
+                        progs += int(line.split(":", 1)[1]) in TRACING_PROG_TYPES
+                        break
+        if progs:
+            found[pid] = f"{comm} ({progs} tracing BPF programs)"
+        elif comm in CAPTURE_TOOLS:
+            found[pid] = comm
+    return found
+
+
 def free_tcp_port() -> int:
     """A port nothing listens on right now on 127.0.0.1."""
     with socket.socket() as s:

@@ -54,6 +54,7 @@ from benchproc import (
     PtyMonitor,
     cpu_seconds,
     memory_kib,
+    other_monitors,
     require_root,
     stop_process,
     wait_event,
@@ -70,6 +71,7 @@ class Usage:
     private_mib: float
     rss_mib: float
     window_s: float
+    others: dict[int, str]  # other monitors running when the window started
 
 
 @dataclass
@@ -165,6 +167,7 @@ def sender_flows(obj: dict[str, Any], pid: int) -> tuple[int, int]:
 def window(pid: int, args: argparse.Namespace) -> Usage:
     """Warm up, then measure over the window."""
     time.sleep(args.warmup)
+    others = other_monitors({os.getpid(), pid})
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(args.window)
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
@@ -175,6 +178,7 @@ def window(pid: int, args: argparse.Namespace) -> Usage:
         private_mib=mem["Private"] / 1024,
         rss_mib=mem["Rss"] / 1024,
         window_s=t1 - t0,
+        others=others,
     )
 
 
@@ -339,6 +343,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_s": args.window,
         "terminal": f"{args.cols}x{args.rows}",
         "nethogs_args": args.nethogs_args if "nethogs" in configs else None,
+        "other_monitors": {
+            str(pid): what for m in measures for pid, what in m.usage.others.items()
+        },
         "cpus": os.cpu_count(),
         "kernel": os.uname().release,
         "summary": summary,
@@ -392,6 +399,12 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"WARNING: {', '.join(short)}: not every run saw all {report['flows']} flows "
             "before its window (other traffic filling the kernel flow table? see --max-flows)"
+        )
+    if report["other_monitors"]:
+        print(
+            "WARNING: other processes were tracing or capturing during the windows, "
+            "competing for the CPUs: "
+            + ", ".join(f"{pid} {what}" for pid, what in report["other_monitors"].items())
         )
     if report["rate_achieved"] < 0.95 * report["rate_target"]:
         print("WARNING: the sender fell behind its target rate; flows may have gone idle")

@@ -44,6 +44,7 @@ from benchproc import (
     DEFAULT_NETMON,
     PipeMonitor,
     free_tcp_port,
+    other_monitors,
     require_root,
     stop_process,
     wait_event,
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         configs.remove("nethogs")
         print("stream: nethogs not installed, measuring netmon only", file=sys.stderr)
     runs: list[IperfRun] = []
+    others: dict[int, str] = {}  # other monitors seen while iperf3 ran
     for rnd in range(args.rounds):
         shift = rnd % len(configs)
         for config in configs[shift:] + configs[:shift]:
@@ -158,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             these: list[IperfRun] = []
             try:
                 for length in args.lengths:
+                    others.update(other_monitors({os.getpid()} | ({mon.pid} if mon else set())))
                     these.append(run_iperf(args, config, rnd, length))
             except BaseException:
                 if mon is not None:
@@ -202,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "time_s": args.time,
         "lengths": args.lengths,
         "nethogs_args": args.nethogs_args if "nethogs" in configs else None,
+        "other_monitors": {str(pid): what for pid, what in others.items()},
         "cpus": os.cpu_count(),
         "kernel": os.uname().release,
         "results": results,
@@ -216,6 +220,13 @@ def print_report(report: dict[str, Any]) -> None:
         + (f", nethogs {report['nethogs_args']}" if report["nethogs_args"] else "")
         + "\n"
     )
+    if report["other_monitors"]:
+        print(
+            "WARNING: other processes were tracing or capturing during the runs, slowing "
+            "every configuration:\n  "
+            + ", ".join(f"{pid} {what}" for pid, what in report["other_monitors"].items())
+            + "\n"
+        )
     print(f"{'writes':<14} {'config':<8} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17}")
     for r in report["results"]:
         writes = "default 128K" if r["length"] == "default" else f"-l {r['length']}"
