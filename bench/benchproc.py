@@ -152,7 +152,8 @@ class Drain(threading.Thread):
                     break
                 self.nbytes += len(chunk)
                 self._take_lines(chunk)
-                if self.watch is not None and self.watch(chunk):
+                watch = self.watch  # the owner may clear it at any time
+                if watch is not None and watch(chunk):
                     self.watch = None
                     self.matched.set()
         finally:

@@ -108,12 +108,14 @@ class Sender:
 
     def stop(self) -> tuple[int, float]:
         """Stop it; (datagrams sent, seconds it ran)."""
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the UDP sender exited early ({self.proc.returncode})")
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=30)
-        sent, seconds = out.split()
-        return int(sent), float(seconds)
+        try:
+            sent, seconds = out.split()
+            return int(sent), float(seconds)
+        except ValueError:
+            raise RuntimeError(f"the UDP sender failed ({self.proc.returncode}): {out!r}") from None
 
 
 # ---------------------------------------------------------------- monitors
@@ -304,8 +306,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             f"{m.usage.cpu_percent:.1f}% CPU, {m.usage.pss_mib:.0f} MiB PSS",
                             file=sys.stderr,
                         )
-        finally:
-            sent, seconds = sender.stop()
+        except BaseException:
+            stop_process(sender.proc, signal.SIGKILL)
+            raise
+        sent, seconds = sender.stop()
 
     summary = []
     for config in configs:
