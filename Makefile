@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check-wheel format bench bench-startup clean
+.PHONY: install run test lint check-wheel format bench bench-startup bench-stream bench-footprint clean
 
 ## install: apt packages, kernel headers, tracefs, .venv with netmon (idempotent)
 install:
@@ -43,6 +43,14 @@ bench: install
 ## bench-startup: netmon --json from launch to first object, and SIGTERM to exit (as root)
 bench-startup: install
 	$(PYTHON) bench/startup.py $(ARGS)
+
+## bench-stream: iperf3 loopback TCP throughput, without/with netmon/nethogs (as root)
+bench-stream: install
+	$(PYTHON) bench/stream.py $(ARGS)
+
+## bench-footprint: netmon's CPU and PSS with 10,000 live UDP flows, beside nethogs (as root)
+bench-footprint: install
+	$(PYTHON) bench/footprint.py $(ARGS)
 
 ## clean: remove the venv and build leftovers (system packages stay)
 clean:

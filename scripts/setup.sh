@@ -2,6 +2,8 @@
 # Install everything netmon needs on Debian 12+ or Ubuntu 24.04+, idempotently:
 #   - apt packages: python3-bpfcc (BCC), python3-venv, gcc (bench), and the
 #     packages the kernel tests list in tests/kernel/APT_PACKAGES;
+#   - iperf3 and nethogs for the benches (bench/stream.py, bench/footprint.py),
+#     where the distribution has them;
 #   - headers for the running kernel (BCC compiles the probes at run time);
 #   - tracefs mounted at /sys/kernel/tracing;
 #   - .venv made by Debian's /usr/bin/python3 with --system-site-packages (so
@@ -18,6 +20,8 @@ KREL=$(uname -r)
 MODDIR="/lib/modules/$KREL"
 TEST_APT_LIST="$ROOT/tests/kernel/APT_PACKAGES"
 BASE_PACKAGES=(python3-bpfcc python3-venv gcc libc6-dev)
+# Workload and comparison tools of the benches; the benches skip what is missing.
+BENCH_PACKAGES=(iperf3 nethogs)
 
 export DEBIAN_FRONTEND=noninteractive
 # A fresh cloud machine often runs unattended-upgrades at boot: wait for its
@@ -101,6 +105,29 @@ install_packages() {
         log "no ${TEST_APT_LIST#"$ROOT"/}: no extra test packages"
     fi
     apt_install "${BASE_PACKAGES[@]}" "${test_packages[@]}"
+}
+
+install_bench_packages() {
+    local pkg available=()
+    for pkg in "${BENCH_PACKAGES[@]}"; do
+        if is_installed "$pkg"; then
+            log "apt: $pkg already installed"
+            continue
+        fi
+        apt_update
+        if apt_has "$pkg"; then
+            available+=("$pkg")
+        else
+            warn "apt has no $pkg: the benches that use it will skip it"
+        fi
+    done
+    [ "${#available[@]}" -gt 0 ] || return 0
+    # iperf3 asks whether to start a system-wide server; the benches start
+    # their own, so answer no before apt asks.
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        echo 'iperf3 iperf3/start_daemon boolean false' | as_root debconf-set-selections
+    fi
+    apt_install "${available[@]}"
 }
 
 # -------------------------------------------------------------- kernel headers
@@ -234,6 +261,7 @@ assert any(n.endswith(".c") for n in names), names
 
 log "netmon setup in $ROOT (kernel $KREL, $(. /etc/os-release && echo "$PRETTY_NAME"))"
 install_packages
+install_bench_packages
 install_headers
 mount_tracefs
 make_venv

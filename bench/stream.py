@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""TCP throughput over loopback with and without netmon (and nethogs) attached.
+
+The workload is iperf3: a one-off server (`iperf3 -s -1`) on 127.0.0.1 and a
+client (`iperf3 -c 127.0.0.1 -J -t T`), once with 256-byte writes (`-l 256`,
+chatty: one send per 256 bytes) and once with iperf3's default 128 KiB
+writes. Each round runs both write sizes in each configuration, in a rotating
+order so drift and background load hit every configuration alike:
+
+  none     nothing attached;
+  netmon   `netmon --json` as its own process (poller included), its output
+           drained; the client starts once netmon printed its first object,
+           that is once the probes are attached;
+  nethogs  `nethogs -t -a` (trace mode, loopback included), where installed.
+
+The report gives the median receiver throughput per configuration and write
+size, the loss against `none` (from the medians, and the range of the
+per-round losses), and checks that netmon counted the bytes iperf3 moved:
+the TCP bytes of the client and server pids in netmon's final JSON object
+against iperf3's own counts (netmon also counts iperf3's control connection,
+a few hundred bytes).
+
+Run as root:  .venv/bin/python bench/stream.py [--rounds R] [-t SECONDS] [--json]
+
+Figures are indicative when other work shares the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from benchproc import (
+    DEFAULT_NETMON,
+    PipeMonitor,
+    free_tcp_port,
+    other_monitors,
+    require_root,
+    stop_process,
+    wait_event,
+)
+
+CONFIGS = ("none", "netmon", "nethogs")
+BASELINE = "none"
+DEFAULT_LENGTHS = "256,default"
+READY_TIMEOUT = 60.0  # netmon compiles its probes at start
+
+
+@dataclass
+class IperfRun:
+    config: str
+    round: int
+    length: str  # "256", or "default" (128 KiB for TCP)
+    gbps: float  # receiver throughput
+    bytes_sent: int  # iperf3's counts of the data streams
+    bytes_received: int
+    client_pid: int
+    server_pid: int
+    counted_sent: int | None = None  # netmon's TCP bytes of the client pid, sent
+    counted_recv: int | None = None  # netmon's TCP bytes of the server pid, received
+
+
+# ------------------------------------------------------------------ iperf3
+def run_iperf(args: argparse.Namespace, config: str, rnd: int, length: str) -> IperfRun:
+    port = free_tcp_port()
+    server = PipeMonitor(
+        [args.iperf3, "-s", "-1", "-B", "127.0.0.1", "-p", str(port), "--forceflush"],
+        watch=lambda chunk: b"Server listening" in chunk,
+    )
+    try:
+        if not wait_event(server.drain.matched, server.proc, 10):
+            server.fail("the iperf3 server did not start listening")
+        argv = [args.iperf3, "-c", "127.0.0.1", "-p", str(port), "-J", "-t", str(args.time)]
+        if length != "default":
+            argv += ["-l", length]
+        client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = client.communicate(timeout=args.time + 60)
+        report = json.loads(out) if out.strip() else {}
+        if client.returncode != 0 or "end" not in report:
+            raise RuntimeError(
+                f"iperf3 client failed ({client.returncode}): "
+                f"{report.get('error') or err.decode(errors='replace').strip()}"
+            )
+        if server.proc.wait(30) != 0:
+            raise RuntimeError(f"iperf3 server exited with {server.proc.returncode}")
+    finally:
+        server.stop()
+    end = report["end"]
+    return IperfRun(
+        config=config,
+        round=rnd,
+        length=length,
+        gbps=end["sum_received"]["bits_per_second"] / 1e9,
+        bytes_sent=int(end["sum_sent"]["bytes"]),
+        bytes_received=int(end["sum_received"]["bytes"]),
+        client_pid=client.pid,
+        server_pid=server.pid,
+    )
+
+
+# ---------------------------------------------------------------- monitors
+def attach(args: argparse.Namespace, config: str) -> PipeMonitor | None:
+    if config == "netmon":
+        mon = PipeMonitor([args.netmon, "--json"])
+        mon.wait_first_line(READY_TIMEOUT, "first JSON object")
+        return mon
+    if config == "nethogs":
+        # Trace mode prints "Refreshing:" at every refresh: capture is running.
+        mon = PipeMonitor(
+            [args.nethogs, *shlex.split(args.nethogs_args)],
+            signal.SIGTERM,  # nethogs just dies on it in trace mode: fine here
+            watch=lambda chunk: b"Refreshing:" in chunk,
+        )
+        if not wait_event(mon.drain.matched, mon.proc, READY_TIMEOUT):
+            mon.fail(f"no first refresh within {READY_TIMEOUT:g} s")
+        return mon
+    return None
+
+
+def detach(mon: PipeMonitor | None, config: str, runs: list[IperfRun]) -> None:
+    """Stop the monitor; for netmon, fill in what it counted for each run."""
+    if mon is None:
+        return
+    if mon.proc.poll() is not None:
+        mon.fail(f"{config} exited while iperf3 ran ({mon.proc.returncode})")
+    rc = mon.stop()
+    if config != "netmon":
+        return
+    final = mon.last_json()
+    if rc != 0 or final is None:
+        raise RuntimeError(f"netmon --json exited with {rc}: {mon.stderr_text()}")
+    for run in runs:
+        tcp = [f for f in final["flows"] if f["protocol"] == "TCP"]
+        run.counted_sent = sum(f["bytes_sent"] for f in tcp if f["pid"] == run.client_pid)
+        run.counted_recv = sum(f["bytes_recv"] for f in tcp if f["pid"] == run.server_pid)
+
+
+# ------------------------------------------------------------------ the run
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    configs = list(args.configs)
+    if "nethogs" in configs and shutil.which(args.nethogs) is None:
+        configs.remove("nethogs")
+        print("stream: nethogs not installed, measuring netmon only", file=sys.stderr)
+    runs: list[IperfRun] = []
+    others: dict[int, str] = {}  # other monitors seen while iperf3 ran
+    for rnd in range(args.rounds):
+        shift = rnd % len(configs)
+        for config in configs[shift:] + configs[:shift]:
+            mon = attach(args, config)
+            these: list[IperfRun] = []
+            try:
+                for length in args.lengths:
+                    others.update(other_monitors({os.getpid()} | ({mon.pid} if mon else set())))
+                    these.append(run_iperf(args, config, rnd, length))
+            except BaseException:
+                if mon is not None:
+                    stop_process(mon.proc, signal.SIGKILL)
+                raise
+            detach(mon, config, these)
+            runs += these
+            if not args.json:
+                print(
+                    f"  round {rnd + 1}/{args.rounds} {config}: "
+                    + ", ".join(f"-l {r.length} {r.gbps:.2f} Gbit/s" for r in these),
+                    file=sys.stderr,
+                )
+
+    results = []
+    for length in args.lengths:
+        base = {r.round: r.gbps for r in runs if r.length == length and r.config == BASELINE}
+        base_median = statistics.median(base.values()) if base else None
+        for config in configs:
+            mine = [r for r in runs if r.length == length and r.config == config]
+            median = statistics.median(r.gbps for r in mine)
+            row: dict[str, Any] = {
+                "length": length,
+                "config": config,
+                "gbps_median": median,
+                "gbps_all": [r.gbps for r in mine],
+            }
+            if base_median and config != BASELINE:
+                losses = [100 * (1 - r.gbps / base[r.round]) for r in mine if r.round in base]
+                row["loss_percent"] = 100 * (1 - median / base_median)
+                row["loss_per_round_min"] = min(losses)
+                row["loss_per_round_max"] = max(losses)
+            if config == "netmon":
+                row["bytes_sent"] = sum(r.bytes_sent for r in mine)
+                row["counted_sent"] = sum(r.counted_sent or 0 for r in mine)
+                row["bytes_received"] = sum(r.bytes_received for r in mine)
+                row["counted_recv"] = sum(r.counted_recv or 0 for r in mine)
+            results.append(row)
+    return {
+        "workload": f"iperf3 TCP over 127.0.0.1, {args.time} s per run",
+        "rounds": args.rounds,
+        "time_s": args.time,
+        "lengths": args.lengths,
+        "nethogs_args": args.nethogs_args if "nethogs" in configs else None,
+        "other_monitors": {str(pid): what for pid, what in others.items()},
+        "cpus": os.cpu_count(),
+        "kernel": os.uname().release,
+        "results": results,
+        "runs": [asdict(r) for r in runs],
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"stream: {report['workload']}, {report['rounds']} rounds, "
+        f"{report['cpus']} CPUs, kernel {report['kernel']}"
+        + (f", nethogs {report['nethogs_args']}" if report["nethogs_args"] else "")
+        + "\n"
+    )
+    if report["other_monitors"]:
+        print(
+            "WARNING: other processes were tracing or capturing during the runs, slowing "
+            "every configuration:\n  "
+            + ", ".join(f"{pid} {what}" for pid, what in report["other_monitors"].items())
+            + "\n"
+        )
+    print(f"{'writes':<14} {'config':<8} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17}")
+    for r in report["results"]:
+        writes = "default 128K" if r["length"] == "default" else f"-l {r['length']}"
+        loss = ""
+        if "loss_percent" in r:
+            loss = (
+                f"{r['loss_percent']:>7.1f}% "
+                f"{r['loss_per_round_min']:>7.1f} .. {r['loss_per_round_max']:.1f}%"
+            )
+        print(f"{writes:<14} {r['config']:<8} {r['gbps_median']:>8.2f} {loss}")
+    print("\nnetmon's count of iperf3's TCP bytes (data + control connection):")
+    for r in report["results"]:
+        if r["config"] != "netmon":
+            continue
+        print(
+            f"  -l {r['length']}: client sent {r['counted_sent']} counted / "
+            f"{r['bytes_sent']} iperf3 ({_excess(r['counted_sent'], r['bytes_sent'])}); "
+            f"server received {r['counted_recv']} counted / {r['bytes_received']} iperf3 "
+            f"({_excess(r['counted_recv'], r['bytes_received'])})"
+        )
+
+
+def _excess(counted: int, iperf: int) -> str:
+    diff = counted - iperf
+    return f"{'+' if diff >= 0 else ''}{diff} B, {counted / iperf:.6f}x" if iperf else "n/a"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Run as root. Figures are indicative when other work shares the machine.",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, configurations rotated (5)")
+    parser.add_argument(
+        "-t", "--time", type=int, default=5, help="seconds per iperf3 run (iperf3 -t, 5)"
+    )
+    parser.add_argument(
+        "--lengths",
+        default=DEFAULT_LENGTHS,
+        help=f"comma-separated iperf3 -l write sizes, 'default': its own ({DEFAULT_LENGTHS})",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated, from {','.join(CONFIGS)} (default: all)",
+    )
+    parser.add_argument("--iperf3", default="iperf3", help="iperf3 executable")
+    parser.add_argument("--netmon", default=DEFAULT_NETMON, help="netmon executable")
+    parser.add_argument("--nethogs", default="nethogs", help="nethogs executable")
+    parser.add_argument("--nethogs-args", default="-t -a", help="nethogs options (default '-t -a')")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    args.lengths = [x for x in args.lengths.split(",") if x]
+    args.configs = [c for c in args.configs.split(",") if c]
+    unknown = set(args.configs) - set(CONFIGS)
+    if unknown or not args.configs:
+        parser.error(f"--configs: unknown {', '.join(sorted(unknown)) or 'empty list'}")
+    if not args.lengths or any(x != "default" and not x.isdigit() for x in args.lengths):
+        parser.error("--lengths: positive integers or 'default'")
+    if args.rounds < 1 or args.time < 1:
+        parser.error("--rounds and -t must be positive")
+    if shutil.which(args.iperf3) is None:
+        sys.exit("stream: iperf3 not found (make install installs it)")
+    require_root("stream")
+    started = time.monotonic()
+    report = run(args)
+    report["duration_s"] = round(time.monotonic() - started, 1)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
