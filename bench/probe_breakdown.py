@@ -24,16 +24,9 @@ from overhead import bpf_stats_enabled, compile_loop, run_loop
 from netmon.abi import bpf_dir
 from netmon.sources.live import import_bcc, program_cflags
 
-RECV_PROBE = "\n    return 0;\n}\n\nTRACEPOINT_PROBE(sock, sock_recv_length)"
-
 # variant -> (text to find, replacement); each removes one piece of work.
 VARIANTS: dict[str, tuple[str, str] | None] = {
     "netmon (unmodified)": None,
-    "without the clock read (bpf_ktime_get_ns)": (
-        "    __u64 now = bpf_ktime_get_ns();\n\n    struct traffic_stats *st",
-        "    __u64 now = 0;\n\n    struct traffic_stats *st",
-    ),
-    "without the listening-port lookup": ("|| listen_ports.lookup(&pk))", ")"),
     "without the pid_stats update": (
         "    struct traffic_stats *ps = pid_stats.lookup(&pid);\n    if (!ps) {",
         "    struct traffic_stats *ps = 0;\n    if (0) {",
@@ -42,12 +35,13 @@ VARIANTS: dict[str, tuple[str, str] | None] = {
         "    __u64 *total = protocol_totals.lookup(&proto);",
         "    __u64 *total = 0;",
     ),
-    "without any accounting (flow key only)": (
-        "    account(&key, args->ret, 1, 1);" + RECV_PROBE,
-        RECV_PROBE,
+    "without any accounting (socket identity only)": (
+        "        account(&id->key, args->ret, 1, 1);",
+        "        return id->key.port;",
     ),
 }
-PROGRAM = "tracepoint__sock__sock_send_length"
+PROGRAM = "count_send"
+TRACEPOINT = "sock:sock_send_length"
 
 
 def variant_source(edit: tuple[str, str] | None, workdir: Path) -> Path:
@@ -67,6 +61,7 @@ def measure(bcc: object, source: Path, loop: Path, n: int) -> float:
     bpf = bcc.BPF(src_file=str(source), cflags=program_cflags("socket", 10240))  # type: ignore[attr-defined]
     try:
         prog_id = bpf.load_func(PROGRAM.encode(), bcc.BPF.TRACEPOINT).fd  # type: ignore[attr-defined]
+        bpf.attach_tracepoint(tp=TRACEPOINT, fn_name=PROGRAM)  # type: ignore[attr-defined]
         before = read_prog_stats_by_fd(prog_id)
         run_loop(loop, "send", n, 10000)
         after = read_prog_stats_by_fd(prog_id)

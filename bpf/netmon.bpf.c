@@ -745,7 +745,9 @@ static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk,
     account_user_peer(id, uaddr, bytes, 1, sending);
 }
 
-TRACEPOINT_PROBE(sock, sock_send_length)
+/* The two counting programs are attached by user space after the cgroup
+ * programs, so that no unconnected UDP call is counted without its peer. */
+int count_send(struct tracepoint__sock__sock_send_length *args)
 {
     struct sock_ident scratch;
     if (args->ret <= 0)
@@ -760,7 +762,7 @@ TRACEPOINT_PROBE(sock, sock_send_length)
     return 0;
 }
 
-TRACEPOINT_PROBE(sock, sock_recv_length)
+int count_recv(struct tracepoint__sock__sock_recv_length *args)
 {
     struct sock_ident scratch;
     if (args->ret <= 0 || (args->flags & NETMON_MSG_PEEK))

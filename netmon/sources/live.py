@@ -70,6 +70,12 @@ CGROUP_PROGRAMS = {
     "raw_socket_released": ("CGROUP_INET_SOCK_RELEASE", "CGROUP_SOCK"),
 }
 
+# Socket mode: the counting programs, attached after the cgroup programs.
+COUNTING_PROGRAMS = {
+    "count_send": "sock:sock_send_length",
+    "count_recv": "sock:sock_recv_length",
+}
+
 # Socket mode: syscall tracepoints that give the peers of unconnected raw and
 # ICMP sockets (function name -> tracepoint).
 RAW_PEER_PROGRAMS = {
@@ -281,6 +287,8 @@ class LiveSource:
             source._seed_maps()
             if mode == "socket":
                 source._attach_cgroup_programs(bcc)
+                for fn_name, tracepoint in COUNTING_PROGRAMS.items():
+                    bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
                 # After the counting programs are attached, so none is missed.
                 source._raw_sockets_at_start = raw_and_icmp_sockets()
                 source.update_raw_peer_hooks()
