@@ -746,7 +746,9 @@ static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk,
 }
 
 /* The two counting programs are attached by user space after the cgroup
- * programs, so that no unconnected UDP call is counted without its peer. */
+ * programs, so that no unconnected UDP call is counted without its peer, and
+ * after the listening ports that predate netmon are known, so that no
+ * socket's side is judged without them. */
 int count_send(struct tracepoint__sock__sock_send_length *args)
 {
     struct sock_ident scratch;
@@ -940,16 +942,19 @@ static __always_inline void exit_call(long ret, int kind)
     calls.delete(&id);
 }
 
-#define SYSCALL_PAIR(name, kind, ptr, addr, flags)                  \
-    TRACEPOINT_PROBE(syscalls, sys_enter_##name)                    \
-    {                                                               \
-        enter_call(args->fd, kind, ptr, addr, flags);               \
-        return 0;                                                   \
-    }                                                               \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##name)                     \
-    {                                                               \
-        exit_call(args->ret, kind);                                 \
-        return 0;                                                   \
+/* Attached by user space (not automatically at load) once the listening
+ * ports that predate netmon are known, so that no socket's side is judged
+ * without them. */
+#define SYSCALL_PAIR(name, kind, ptr, addr, flags)                                  \
+    int count_enter_##name(struct tracepoint__syscalls__sys_enter_##name *args)     \
+    {                                                                               \
+        enter_call(args->fd, kind, ptr, addr, flags);                               \
+        return 0;                                                                   \
+    }                                                                               \
+    int count_exit_##name(struct tracepoint__syscalls__sys_exit_##name *args)       \
+    {                                                                               \
+        exit_call(args->ret, kind);                                                 \
+        return 0;                                                                   \
     }
 
 SYSCALL_PAIR(sendto, CALL_SENDTO, 0, (__u64)args->addr, args->flags)

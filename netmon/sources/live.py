@@ -70,10 +70,18 @@ CGROUP_PROGRAMS = {
     "raw_socket_released": ("CGROUP_INET_SOCK_RELEASE", "CGROUP_SOCK"),
 }
 
-# Socket mode: the counting programs, attached after the cgroup programs.
+# The counting programs of each mode (function -> tracepoint), attached by
+# LiveSource.open once everything they rely on is in place: the listening
+# ports that predate netmon, and in socket mode the cgroup programs.
+_SYSCALL_PAIRS = ("sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg",
+                  "read", "readv", "write", "writev")  # fmt: skip
 COUNTING_PROGRAMS = {
-    "count_send": "sock:sock_send_length",
-    "count_recv": "sock:sock_recv_length",
+    "socket": {"count_send": "sock:sock_send_length", "count_recv": "sock:sock_recv_length"},
+    "syscalls": {
+        f"count_{edge}_{call}": f"syscalls:sys_{edge}_{call}"
+        for call in _SYSCALL_PAIRS
+        for edge in ("enter", "exit")
+    },
 }
 
 # Socket mode: syscall tracepoints that give the peers of unconnected raw and
@@ -287,9 +295,11 @@ class LiveSource:
             source._seed_maps()
             if mode == "socket":
                 source._attach_cgroup_programs(bcc)
-                for fn_name, tracepoint in COUNTING_PROGRAMS.items():
-                    bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
-                # After the counting programs are attached, so none is missed.
+            for fn_name, tracepoint in COUNTING_PROGRAMS[mode].items():
+                bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
+            if mode == "socket":
+                # After the cgroup programs that count raw/ICMP sockets as
+                # they come and go are attached, so none is missed.
                 source._raw_sockets_at_start = raw_and_icmp_sockets()
                 source.update_raw_peer_hooks()
         except Exception:
