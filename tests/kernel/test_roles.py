@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -91,13 +92,14 @@ def test_busy_server_on_ephemeral_listening_port_is_server_from_the_first_byte(m
     chunk = b"p" * 4096
 
     def pump() -> None:  # server -> client, as fast as the client reads
-        while not stop.is_set():
-            server.sendall(chunk)
+        with contextlib.suppress(OSError):  # the test shuts the sockets down
+            while not stop.is_set():
+                server.sendall(chunk)
 
     def drain() -> None:
-        while not stop.is_set():
-            if not client.recv(65536):
-                return
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and client.recv(65536):
+                pass
 
     threads = [threading.Thread(target=pump), threading.Thread(target=drain)]
     for t in threads:
@@ -122,8 +124,9 @@ def test_busy_server_on_ephemeral_listening_port_is_server_from_the_first_byte(m
         assert ("server", port) in mine
     finally:
         stop.set()
-        client.shutdown(socket.SHUT_RDWR)
-        server.shutdown(socket.SHUT_RDWR)
+        for sock in (client, server):
+            with contextlib.suppress(OSError):  # already reset
+                sock.shutdown(socket.SHUT_RDWR)
         for t in threads:
             t.join(timeout=10)
         server.close()
