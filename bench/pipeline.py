@@ -44,6 +44,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
+
 import netmon  # noqa: E402
 from netmon.abi import load_abi  # noqa: E402
 from netmon.jsonl import dumps  # noqa: E402
@@ -221,10 +223,19 @@ class Pipeline:
     """The stages of one interval, each a call into netmon's own code."""
 
     def __init__(self, kernel: FakeKernel, cols: int, rows: int) -> None:
-        from netmon.sources.live import LiveSource
+        from netmon.sources.live import LiveSource, numpy_dtype
+
+        class BenchSource(LiveSource):
+            """The live source, with the kernel's batch copy of a map done
+            by the fake kernel."""
+
+            def _dump(self, name: str, table: Any) -> tuple[Any, Any]:
+                keys, values, _ = table.blob
+                return (np.frombuffer(keys, numpy_dtype(table.Key)).copy(),
+                        np.frombuffer(values, numpy_dtype(table.Leaf)).copy())  # fmt: skip
 
         self.kernel = kernel
-        self.source = LiveSource(kernel.bpf(), "socket", ABI)
+        self.source = BenchSource(kernel.bpf(), "socket", ABI)
         self.engine = MetricsEngine(0.4, 10 * MB, 1.0)
         self.view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=10 * MB))
         self.state = UIState()
