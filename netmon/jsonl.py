@@ -121,16 +121,26 @@ class _FlowText:
         keys, names = self._keys, self._names
         cached_key, cached_name = self._key, self._name
         false_true = ("false", "true")
+        counts = table.counts
         lines = []
-        for key, comm, c, rate, anomaly, kernel in zip(
-            table.keys, table.comms, table.counts.tolist(), table.rate_bps.tolist(),
-            table.anomaly.tolist(), table.kernel.tolist(), strict=True,
-        ):  # fmt: skip
+        # Whole columns to lists (plain ints and floats), no per-row containers.
+        for key, comm, sent, recv, psent, precv, rate, anomaly, kernel in zip(
+            table.keys,
+            table.comms,
+            counts[:, 0].tolist(),
+            counts[:, 1].tolist(),
+            counts[:, 2].tolist(),
+            counts[:, 3].tolist(),
+            table.rate_bps.tolist(),
+            table.anomaly.tolist(),
+            table.kernel.tolist(),
+            strict=True,
+        ):
             entry = keys.get(id(key)) or cached_key(key)
             name = names.get(comm) or cached_name(comm)
             lines.append(
-                f'{entry[1]}{name}{entry[2]}"bytes_sent":{c[0]},"bytes_recv":{c[1]},'
-                f'"packets_sent":{c[2]},"packets_recv":{c[3]},"rate_bps":{rate!r},'
+                f'{entry[1]}{name}{entry[2]}"bytes_sent":{sent},"bytes_recv":{recv},'
+                f'"packets_sent":{psent},"packets_recv":{precv},"rate_bps":{rate!r},'
                 f'"anomaly":{false_true[anomaly]},"kernel":{false_true[kernel]}}}'
             )
         return ",".join(lines)

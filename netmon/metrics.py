@@ -175,7 +175,7 @@ class _FlowLedger(_Ledger):
         self._order_keys: list[tuple[int, str, str, int, str, str]] = []
         self._tie_keys: list[tuple[int, str, int, str]] = []
         self._ranked = True
-        self.order_rank = np.zeros(0, dtype=np.int64)
+        self.by_order = np.zeros(0, dtype=np.intp)  # slots in flow_order
         self.tie_rank = np.zeros(0, dtype=np.int64)
         self.pid_values = np.zeros(0, dtype=np.int64)  # distinct pids...
         self.pid_index = np.zeros(0, dtype=np.intp)  # ...and each slot's index in them
@@ -206,13 +206,12 @@ class _FlowLedger(_Ledger):
         return remap
 
     def rank(self) -> None:
-        """Bring order_rank, tie_rank and the pid index up to date."""
+        """Bring by_order, tie_rank and the pid index up to date."""
         if self._ranked:
             return
         n = len(self.keys)
         self._by_order.sort(key=self._order_keys.__getitem__)
-        self.order_rank = np.empty(n, dtype=np.int64)
-        self.order_rank[np.array(self._by_order, dtype=np.intp)] = np.arange(n)
+        self.by_order = np.array(self._by_order, dtype=np.intp)
         self._by_tie.sort(key=self._tie_keys.__getitem__)
         self.tie_rank = np.empty(n, dtype=np.int64)
         rank, previous = -1, None
@@ -252,6 +251,12 @@ class MetricsEngine:
         # The flows of the last sample and their slots, for rates().
         self._present: FlowReadings = FlowReadings.of({})
         self._present_slots = np.zeros(0, dtype=np.intp)
+
+    @property
+    def flows_held(self) -> int:
+        """Flows whose totals are kept (present, or gone less than
+        forget_after_s ago)."""
+        return len(self._flows)
 
     def weight(self, dt_s: float) -> float:
         """EMA weight of an interval of dt_s seconds."""
@@ -316,8 +321,10 @@ class MetricsEngine:
         proc_rate = dict(zip(flows.pid_values.tolist(), sums.tolist(), strict=True))
 
         visible = np.ones(len(flows), dtype=bool) if self.show_kernel else ~flows.kernel
-        rows = np.flatnonzero(visible)
-        order = rows[np.lexsort((flows.order_rank[rows], -rate[rows]))]
+        # Highest rate first, equal rates in flow_order (a stable sort of
+        # the slots taken in flow_order).
+        rows = flows.by_order[visible[flows.by_order]]
+        order = rows[np.argsort(-rate[rows], kind="stable")]
         picked = order.tolist()
         table = FlowTable(
             keys=list(map(flows.keys.__getitem__, picked)),

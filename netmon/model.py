@@ -85,15 +85,12 @@ def _comm_array(names: Iterable[str]) -> np.ndarray:
 
 
 def _counts_array(rows: Iterable[Sequence[int]]) -> np.ndarray:
-    """(n, 4) counters: uint64 as the kernel has them; int64 or Python ints
-    for values that do not fit (a hand-made recording)."""
+    """(n, 4) counters: uint64 as the kernel has them, or Python ints for
+    values that do not fit (a hand-made recording)."""
     rows = [tuple(r) for r in rows]
-    for dtype in (np.uint64, np.int64):
-        try:
-            return np.array(rows, dtype=dtype).reshape(len(rows), 4)
-        except OverflowError:
-            continue
-    return np.array(rows, dtype=object).reshape(len(rows), 4)
+    values = [v for r in rows for v in r]
+    fits = not values or (min(values) >= 0 and max(values) < 2**64)
+    return np.array(rows, dtype=np.uint64 if fits else object).reshape(len(rows), 4)
 
 
 K = TypeVar("K", bound=Hashable)
