@@ -299,6 +299,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def held_memory(args: argparse.Namespace) -> float:
+    """MB allocated by netmon's code and still held after the intervals: the
+    engine's state, the source's and encoder's caches, the view and the last
+    snapshot (tracemalloc; the fake kernel's memory is not counted)."""
+    import tracemalloc
+
+    tree = str(Path(netmon.__file__).resolve().parent)
+    kernel = FakeKernel(args.flows, args.pids, args.seed)
+    tracemalloc.start(32)
+    pipe = Pipeline(kernel, args.cols, args.rows)
+    for _ in range(args.warmup + 3):
+        kernel.step(1_000_000_000)
+        pipe.interval()
+    gc.collect()
+    snap = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    mine = snap.filter_traces([tracemalloc.Filter(True, tree + "/*", all_frames=True)])
+    return sum(t.size for t in mine.traces) / (1024 * 1024)
+
+
 def print_report(result: dict[str, Any]) -> None:
     print(f"netmon pipeline bench: {result['flows']} flows ({result['flows_shown']} shown), "
           f"{result['pids']} pids, {result['intervals']} intervals, screen {result['screen']}, "
@@ -311,6 +331,10 @@ def print_report(result: dict[str, Any]) -> None:
         ms = result["median_ms"][name]
         print(f"{name}: {ms:.1f} ms = {ms / 10:.1f}% of a core at a 1 s interval")
     print(f"max RSS of this process (fake kernel included): {result['max_rss_mb']:.0f} MB")
+    if "held_mb" in result:
+        print(
+            f"held by netmon's code after the intervals (tracemalloc): {result['held_mb']:.1f} MB"
+        )
 
 
 def against(args: argparse.Namespace, rest: list[str]) -> int:
@@ -358,6 +382,11 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure the memory netmon's code holds (a separate, slow run)",
+    )
     ap.add_argument("--against", metavar="REV", help="compare with git revision REV")
     ap.add_argument("--rounds", type=int, default=5, help="with --against: rounds")
     args = ap.parse_args()
@@ -367,6 +396,8 @@ def main() -> int:
                 f"--seed={args.seed}"]  # fmt: skip
         return against(args, rest)
     result = run(args)
+    if args.memory:
+        result["held_mb"] = held_memory(args)
     if args.json:
         print(json.dumps(result))
     else:
