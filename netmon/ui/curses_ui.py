@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from netmon.ui.text import display_width
 from netmon.view import Frame, Line, Role
 
-
 _SPECIAL_KEYS = {
     curses.KEY_UP: "UP",
     curses.KEY_DOWN: "DOWN",
