@@ -24,7 +24,7 @@ import numpy as np
 COUNT_FIELDS = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class FlowKey:
     """One flow: a process talking one protocol to one service port and peer."""
 

@@ -180,7 +180,7 @@ def _resolve_mode(bcc: Any, probes: str) -> str:
     return probes
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # peers shared by many flows; each flow is decoded once
 def _format_ip(family: str, raw: bytes) -> str | None:
     if family == "IPv4":
         raw = raw[:4]
