@@ -88,62 +88,47 @@ def dumps(snap: Snapshot) -> str:
 
 
 class _FlowText:
-    """Cached JSON text of flow keys and names."""
+    """Cached JSON text of each flow's fixed part: its key and name."""
+
+    # What follows the numbers, by anomaly * 2 + kernel.
+    _ENDS = np.array(
+        [f',"anomaly":{a},"kernel":{k}}}' for a in ("false", "true") for k in ("false", "true")],
+        dtype=object,
+    )
 
     def __init__(self) -> None:
-        # id(key) -> (key, text before the name, text after it). The entry
-        # holds the key, so no other object can have that id meanwhile.
-        self._keys: dict[int, tuple[FlowKey, str, str]] = {}
-        self._names: dict[str, str] = {}
+        # id(key) -> (key, name, text up to "bytes_sent":). The entry holds
+        # the key, so no other object can have that id meanwhile.
+        self._heads: dict[int, tuple[FlowKey, str, str]] = {}
 
-    def _key(self, key: FlowKey) -> tuple[FlowKey, str, str]:
-        fields = {"protocol": key.protocol, "family": key.family, "port": key.port,
-                  "remote_ip": key.remote_ip, "role": key.role}  # fmt: skip
-        entry = (
-            key,
-            '{"pid":' + json.dumps(key.pid) + ',"comm":',
-            "," + json.dumps(fields, separators=_SEPARATORS)[1:-1] + ",",
-        )
-        self._keys[id(key)] = entry
+    def _head(self, key: FlowKey, comm: str) -> tuple[FlowKey, str, str]:
+        fields = {"pid": key.pid, "comm": comm, "protocol": key.protocol, "family": key.family,
+                  "port": key.port, "remote_ip": key.remote_ip, "role": key.role}  # fmt: skip
+        text = json.dumps(fields, separators=_SEPARATORS)[:-1] + ',"bytes_sent":'
+        entry = self._heads[id(key)] = (key, comm, text)
         return entry
-
-    def _name(self, comm: str) -> str:
-        text = self._names[comm] = json.dumps(comm)
-        return text
 
     def flows(self, table: FlowTable) -> str:
         """The table's flow objects, comma-separated, in the table's order."""
-        if len(self._keys) > 2 * len(table) + 4096:  # forget flows long gone
+        if len(self._heads) > 2 * len(table) + 4096:  # forget flows long gone
             current = set(map(id, table.keys))
-            self._keys = {i: e for i, e in self._keys.items() if i in current}
-        if len(self._names) > 65536:
-            self._names = {}
-        keys, names = self._keys, self._names
-        cached_key, cached_name = self._key, self._name
-        false_true = ("false", "true")
+            self._heads = {i: e for i, e in self._heads.items() if i in current}
+        get, make = self._heads.get, self._head
+        heads = []
+        for key, comm in zip(table.keys, table.comms, strict=True):
+            entry = get(id(key))
+            heads.append(entry[2] if entry is not None and entry[1] == comm else make(key, comm)[2])
+        ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
         counts = table.counts
-        lines = []
         # Whole columns to lists (plain ints and floats), no per-row containers.
-        for key, comm, sent, recv, psent, precv, rate, anomaly, kernel in zip(
-            table.keys,
-            table.comms,
-            counts[:, 0].tolist(),
-            counts[:, 1].tolist(),
-            counts[:, 2].tolist(),
-            counts[:, 3].tolist(),
-            table.rate_bps.tolist(),
-            table.anomaly.tolist(),
-            table.kernel.tolist(),
-            strict=True,
-        ):
-            entry = keys.get(id(key)) or cached_key(key)
-            name = names.get(comm) or cached_name(comm)
-            lines.append(
-                f'{entry[1]}{name}{entry[2]}"bytes_sent":{sent},"bytes_recv":{recv},'
-                f'"packets_sent":{psent},"packets_recv":{precv},"rate_bps":{rate!r},'
-                f'"anomaly":{false_true[anomaly]},"kernel":{false_true[kernel]}}}'
+        return ",".join([
+            f'{head}{sent},"bytes_recv":{recv},"packets_sent":{psent},"packets_recv":{precv},'
+            f'"rate_bps":{rate!r}{end}'
+            for head, sent, recv, psent, precv, rate, end in zip(
+                heads, counts[:, 0].tolist(), counts[:, 1].tolist(), counts[:, 2].tolist(),
+                counts[:, 3].tolist(), table.rate_bps.tolist(), ends, strict=True,
             )
-        return ",".join(lines)
+        ])  # fmt: skip
 
 
 _FLOW_TEXT = _FlowText()
