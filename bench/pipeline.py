@@ -123,10 +123,10 @@ class FakeTable:
 class FakeKernel:
     """N flows of ~P processes; every flow moves bytes before every read."""
 
-    def __init__(self, flows: int, pids: int, seed: int) -> None:
+    def __init__(self, flows: int, pids: int, seed: int, churn: float = 0.0) -> None:
         rnd = random.Random(seed)
+        self.churn = churn
         self.rnd = rnd
-        proto = ABI.values
         self.traffic = FakeTable(TrafficKey, TrafficStats, max(10240, flows))
         self.pid_stats = FakeTable(ctypes.c_uint32, TrafficStats, max(10240, flows))
         self.protocol_totals = FakeTable(ctypes.c_uint32, ctypes.c_uint64, 16)
@@ -139,9 +139,22 @@ class FakeKernel:
         self.proto_of: list[int] = []
         pid_list = [2000 + 7 * i for i in range(pids)]
         self.comm = {pid: NAMES[i % len(NAMES)].encode()[:15] for i, pid in enumerate(pid_list)}
-        seen: set[bytes] = set()
+        self.pid_list = pid_list
+        self.seen: set[bytes] = set()
         while len(self.keys) < flows:
-            pid = rnd.choice(pid_list)
+            raw, pid, protocol = self._new_key()
+            self.keys.append(raw)
+            self.stats.append([0, 0, 0, 0])
+            self.mean.append(rnd.expovariate(1 / 20_000))
+            self.pid_of.append(pid)
+            self.proto_of.append(protocol)
+        self.flows_created = flows
+        self.now_ns = 1_000_000_000
+
+    def _new_key(self) -> tuple[bytes, int, int]:
+        rnd, proto = self.rnd, ABI.values
+        while True:
+            pid = rnd.choice(self.pid_list)
             k = TrafficKey()
             k.pid = pid
             v6 = rnd.random() < 0.3
@@ -158,22 +171,21 @@ class FakeKernel:
                 ip += bytes(12)
             k.remote_ip[:] = list(ip)
             raw = bytes(k)
-            if raw in seen:
-                continue
-            seen.add(raw)
-            self.keys.append(raw)
-            self.stats.append([0, 0, 0, 0])
-            self.mean.append(rnd.expovariate(1 / 20_000))
-            self.pid_of.append(pid)
-            self.proto_of.append(k.protocol)
-        self.flows_created = flows
-        self.now_ns = 1_000_000_000
+            if raw not in self.seen:
+                self.seen.add(raw)
+                return raw, pid, k.protocol
 
     def step(self, dt_ns: int) -> None:
         """One interval of traffic on every flow, then the maps as the kernel
-        would hold them."""
+        would hold them. With churn, that share of the flows is replaced by
+        new ones first (the kernel's LRU map evicting old flows)."""
         self.now_ns += dt_ns
         rnd = self.rnd
+        for i in rnd.sample(range(len(self.keys)), round(self.churn * len(self.keys))):
+            self.traffic.data.pop(self.keys[i], None)
+            self.keys[i], self.pid_of[i], self.proto_of[i] = self._new_key()
+            self.stats[i] = [0, 0, 0, 0]
+            self.flows_created += 1
         per_pid: dict[int, list[int]] = {}
         per_proto: dict[int, int] = {}
         leaf = TrafficStats()
@@ -268,7 +280,7 @@ class Pipeline:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    kernel = FakeKernel(args.flows, args.pids, args.seed)
+    kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
     pipe = Pipeline(kernel, args.cols, args.rows)
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
     for i in range(args.warmup + args.intervals):
@@ -290,6 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "flows": args.flows,
         "flows_shown": pipe.flows_shown,
         "pids": args.pids,
+        "churn": args.churn,
         "intervals": args.intervals,
         "screen": f"{args.cols}x{args.rows}",
         "netmon": str(Path(netmon.__file__).resolve().parent),
@@ -306,7 +319,7 @@ def held_memory(args: argparse.Namespace) -> float:
     import tracemalloc
 
     tree = str(Path(netmon.__file__).resolve().parent)
-    kernel = FakeKernel(args.flows, args.pids, args.seed)
+    kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
     tracemalloc.start(32)
     pipe = Pipeline(kernel, args.cols, args.rows)
     for _ in range(args.warmup + 3):
@@ -320,7 +333,8 @@ def held_memory(args: argparse.Namespace) -> float:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    print(f"netmon pipeline bench: {result['flows']} flows ({result['flows_shown']} shown), "
+    print(f"netmon pipeline bench: {result['flows']} flows ({result['flows_shown']} shown, "
+          f"{result.get('churn', 0) * 100:g}% replaced per interval), "
           f"{result['pids']} pids, {result['intervals']} intervals, screen {result['screen']}, "
           f"Python {result['python']}")  # fmt: skip
     print(f"netmon from {result['netmon']}")
@@ -381,6 +395,12 @@ def main() -> int:
     ap.add_argument("--cols", type=int, default=200)
     ap.add_argument("--rows", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        help="share of the flows replaced by new ones every interval",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument(
         "--memory",
@@ -393,7 +413,7 @@ def main() -> int:
     if args.against:
         rest = [f"--flows={args.flows}", f"--pids={args.pids}", f"--intervals={args.intervals}",
                 f"--warmup={args.warmup}", f"--cols={args.cols}", f"--rows={args.rows}",
-                f"--seed={args.seed}"]  # fmt: skip
+                f"--seed={args.seed}", f"--churn={args.churn}"]  # fmt: skip
         return against(args, rest)
     result = run(args)
     if args.memory:
