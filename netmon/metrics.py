@@ -31,6 +31,7 @@ Flows forgotten after `forget_after_s` are dropped from the columns.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from itertools import pairwise
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -168,11 +169,10 @@ class _FlowLedger(_Ledger):
     def __init__(self) -> None:
         super().__init__()
         self.keys: list[FlowKey] = []
-        # Slots sorted by flow_order and by flow_tie. They change only when
-        # flows come or go; a re-sort then finds them nearly in order.
+        # Slots sorted by flow_order. They change only when flows come or
+        # go; a re-sort then finds them nearly in order.
         self._by_order: list[int] = []
-        self._by_tie: list[int] = []
-        self._order_keys: list[tuple[int, str, str, int, str, str]] = []
+        self._order_keys: list[tuple[int, str, int, str, str, str]] = []
         self._tie_keys: list[tuple[int, str, int, str]] = []
         self._ranked = True
         self.by_order = np.zeros(0, dtype=np.intp)  # slots in flow_order
@@ -188,9 +188,7 @@ class _FlowLedger(_Ledger):
         self.pid[start:] = [k.pid for k in keys]
         self._order_keys.extend(flow_order(k) for k in keys)
         self._tie_keys.extend(flow_tie(k) for k in keys)
-        new = range(start, start + len(keys))
-        self._by_order.extend(new)
-        self._by_tie.extend(new)
+        self._by_order.extend(range(start, start + len(keys)))
         self._ranked = False
 
     def keep(self, mask: np.ndarray) -> np.ndarray:
@@ -199,9 +197,8 @@ class _FlowLedger(_Ledger):
         self._order_keys = [x for x, k in zip(self._order_keys, kept, strict=True) if k]
         self._tie_keys = [x for x, k in zip(self._tie_keys, kept, strict=True) if k]
         remap = super().keep(mask)
-        for name in ("_by_order", "_by_tie"):
-            slots = remap[np.array(getattr(self, name), dtype=np.intp)]
-            setattr(self, name, slots[slots >= 0].tolist())
+        slots = remap[np.array(self._by_order, dtype=np.intp)]
+        self._by_order = slots[slots >= 0].tolist()
         self._ranked = False
         return remap
 
@@ -209,18 +206,15 @@ class _FlowLedger(_Ledger):
         """Bring by_order, tie_rank and the pid index up to date."""
         if self._ranked:
             return
-        n = len(self.keys)
-        self._by_order.sort(key=self._order_keys.__getitem__)
-        self.by_order = np.array(self._by_order, dtype=np.intp)
-        self._by_tie.sort(key=self._tie_keys.__getitem__)
-        self.tie_rank = np.empty(n, dtype=np.int64)
-        rank, previous = -1, None
-        tie_keys = self._tie_keys
-        for slot in self._by_tie:
-            if tie_keys[slot] != previous:
-                rank += 1
-                previous = tie_keys[slot]
-            self.tie_rank[slot] = rank
+        order = self._by_order
+        order.sort(key=self._order_keys.__getitem__)
+        self.by_order = np.array(order, dtype=np.intp)
+        # flow_tie is the start of flow_order: equal ties are neighbours here.
+        tie = self._tie_keys
+        starts = np.zeros(len(order), dtype=np.int64)
+        starts[1:] = np.array([tie[a] != tie[b] for a, b in pairwise(order)], dtype=bool)
+        self.tie_rank = np.empty(len(order), dtype=np.int64)
+        self.tie_rank[self.by_order] = np.cumsum(starts)
         unique = np.unique(self.pid, return_inverse=True)
         self.pid_values, self.pid_index = unique[0], unique[1].reshape(-1)
         self._ranked = True

@@ -36,16 +36,17 @@ class FlowKey:
     role: str  # "client", "server" or "unknown"
 
 
-def flow_order(key: FlowKey) -> tuple[int, str, str, int, str, str]:
-    """A snapshot's order among flows of equal rate. (FlowKey's own ordering
-    fails when comparing remote_ip None with a string.)"""
-    return (key.pid, key.protocol, key.family, key.port, key.remote_ip or "", key.role)
-
-
 def flow_tie(key: FlowKey) -> tuple[int, str, int, str]:
     """The table's order among rows equal in the sort column: a process's
     flows stay together; rows equal here too keep the snapshot's order."""
     return (key.pid, key.protocol, key.port, key.remote_ip or "")
+
+
+def flow_order(key: FlowKey) -> tuple[int, str, int, str, str, str]:
+    """A snapshot's order among flows of equal rate: flow_tie, then the rest
+    of the key. (FlowKey's own ordering fails when comparing remote_ip None
+    with a string.)"""
+    return (key.pid, key.protocol, key.port, key.remote_ip or "", key.family, key.role)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from netmon.model import (
     ProcessReadings,
     RawSample,
     Snapshot,
+    dense_rank,
+    flow_order,
 )
 
 from .helpers import WALL0, fc, key, pc, sample
@@ -78,19 +80,31 @@ class Reorder:
 
 def test_same_results_with_and_without_row_tokens() -> None:
     rnd = random.Random(1)
-    keys = [key(pid=p, port=q) for p in range(5) for q in range(4)]
+    keys = [
+        key(pid=p, port=q, role=role, remote_ip=ip)
+        for p in range(4)
+        for q in range(3)
+        for role, ip in (("client", None), ("server", None), ("client", "10.0.0.1"))
+    ]
     totals = dict.fromkeys(keys, 0)
     engines = {tok: MetricsEngine(0.4, 500.0, 1.0, forget_after_s=3.0) for tok in (True, False)}
     feeds = {tok: Reorder(tok) for tok in engines}
     present = set(keys)
     for step in range(12):
         if step % 3 == 2:  # some flows stop, others come back (and restart their counters)
-            present = set(rnd.sample(keys, 14))
+            present = set(rnd.sample(keys, 25))
         for k in present:
             totals[k] = totals[k] + rnd.randrange(0, 2000) if rnd.random() > 0.1 else 5
         flows = {k: fc(sent=totals[k], recv=totals[k] // 2, comm=f"p{k.pid}") for k in present}
         snaps = {tok: engines[tok].update(feeds[tok](float(step), flows)) for tok in engines}
         assert snaps[True] == snaps[False]
+        table = snaps[True].table
+        assert list(table) == sorted(table, key=lambda f: (-f.rate_bps, flow_order(f.key)))
+        # The engine's tie ranks order the rows as ranks made from scratch do.
+        assert (
+            dense_rank(table.tie_rank.tolist()).tolist()
+            == FlowTable.from_stats(table).tie_rank.tolist()
+        )
         assert dict(engines[True].rates()) == dict(engines[False].rates())
 
 
