@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import IO, Any
 
 import numpy as np
@@ -50,19 +49,20 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
             }
             for f in snap.flows
         ],
-        "processes": [
-            {
-                "pid": p.pid,
-                "comm": p.comm,
-                "bytes_sent": p.bytes_sent,
-                "bytes_recv": p.bytes_recv,
-                "rate_bps": p.rate_bps,
-                "kernel": p.kernel,
-            }
-            for p in snap.processes
-        ],
+        "processes": [_process_dict(p) for p in snap.processes],
         "protocols": dict(snap.protocols),
         "dropped": snap.dropped,
+    }
+
+
+def _process_dict(p: ProcessStat) -> dict[str, Any]:
+    return {
+        "pid": p.pid,
+        "comm": p.comm,
+        "bytes_sent": p.bytes_sent,
+        "bytes_recv": p.bytes_recv,
+        "rate_bps": p.rate_bps,
+        "kernel": p.kernel,
     }
 
 
@@ -70,15 +70,15 @@ def dumps(snap: Snapshot) -> str:
     """One line of JSON, without the trailing newline.
 
     The same text as json.dumps(snapshot_to_dict(snap)) with compact
-    separators, but each flow's line is put together from the table's columns
-    and text cached per flow (its key) and per name, which costs a fraction."""
+    separators, but each flow's object is put together from the table's
+    columns and the text of its key and name, cached: a fraction of the cost."""
     table = snap.table
     if not np.isfinite(table.rate_bps).all():  # NaN or infinity: only from a hand-made file
         return json.dumps(snapshot_to_dict(snap), separators=_SEPARATORS)
     head = json.dumps({"ts": snap.ts, "interval_s": snap.interval_s}, separators=_SEPARATORS)
     rest = json.dumps(
         {
-            "processes": snapshot_to_dict(replace(snap, flows=()))["processes"],
+            "processes": [_process_dict(p) for p in snap.processes],
             "protocols": dict(snap.protocols),
             "dropped": snap.dropped,
         },

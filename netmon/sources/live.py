@@ -91,12 +91,8 @@ def ensure_tracefs() -> None:
     if (TRACEFS / "events").is_dir():
         return
     try:
-        subprocess.run(
-            ["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
+        subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
+                       check=True, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         raise TracefsUnavailable(
             f"tracefs is not mounted at {TRACEFS} and mounting it failed ({exc}); "
