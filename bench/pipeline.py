@@ -346,9 +346,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"{name}: {ms:.1f} ms = {ms / 10:.1f}% of a core at a 1 s interval")
     print(f"max RSS of this process (fake kernel included): {result['max_rss_mb']:.0f} MB")
     if "held_mb" in result:
-        print(
-            f"held by netmon's code after the intervals (tracemalloc): {result['held_mb']:.1f} MB"
-        )
+        print(f"held by netmon's code after the run (tracemalloc): {result['held_mb']:.1f} MB")
 
 
 def against(args: argparse.Namespace, rest: list[str]) -> int:
@@ -364,13 +362,14 @@ def against(args: argparse.Namespace, rest: list[str]) -> int:
             for r in range(args.rounds):
                 order = list(benches) if r % 2 == 0 else list(reversed(benches))
                 for name in order:
-                    out = subprocess.run(
+                    proc = subprocess.run(
                         [sys.executable, str(benches[name]), "--json", *rest],
-                        check=True,
                         capture_output=True,
                         text=True,
-                    ).stdout
-                    rounds[name].append(json.loads(out)["median_ms"])
+                    )
+                    if proc.returncode != 0:
+                        raise SystemExit(f"the bench of {name} failed:\n{proc.stderr}")
+                    rounds[name].append(json.loads(proc.stdout)["median_ms"])
                     print(f"round {r + 1}/{args.rounds}: {name} done", file=sys.stderr)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(other)],
@@ -413,7 +412,9 @@ def main() -> int:
     if args.against:
         rest = [f"--flows={args.flows}", f"--pids={args.pids}", f"--intervals={args.intervals}",
                 f"--warmup={args.warmup}", f"--cols={args.cols}", f"--rows={args.rows}",
-                f"--seed={args.seed}", f"--churn={args.churn}"]  # fmt: skip
+                f"--seed={args.seed}"]  # fmt: skip
+        if args.churn:  # benches older than --churn do not know it
+            rest.append(f"--churn={args.churn}")
         return against(args, rest)
     result = run(args)
     if args.memory:
