@@ -161,12 +161,10 @@ def _ip_key(ip: str | None) -> tuple[int, int, str]:
 
 
 def _ranks(values: Sequence[str]) -> np.ndarray:
-    """Each string's rank in sorted order (numpy compares code points, as
-    Python does)."""
-    if not values:
-        return np.zeros(0, dtype=np.intp)
-    inverse: np.ndarray = np.unique(np.array(values), return_inverse=True)[1]
-    return inverse.reshape(-1)
+    """Each string's rank in sorted order (names, protocols, roles: few
+    distinct values, so rank those and look each one up)."""
+    rank = {v: i for i, v in enumerate(sorted(set(values)))}
+    return np.fromiter(map(rank.__getitem__, values), np.int64, len(values))
 
 
 def _descending(values: np.ndarray) -> np.ndarray:
