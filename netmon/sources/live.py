@@ -72,8 +72,6 @@ _BTF_OFFSETS = {
 # name) that report the peers of unconnected UDP calls, and count the raw and
 # ICMP sockets that exist.
 CGROUP_PROGRAMS = {
-    "udp4_sendmsg_peer": ("CGROUP_UDP4_SENDMSG", "CGROUP_SOCK_ADDR"),
-    "udp6_sendmsg_peer": ("CGROUP_UDP6_SENDMSG", "CGROUP_SOCK_ADDR"),
     "udp4_recvmsg_peer": ("CGROUP_UDP4_RECVMSG", "CGROUP_SOCK_ADDR"),
     "udp6_recvmsg_peer": ("CGROUP_UDP6_RECVMSG", "CGROUP_SOCK_ADDR"),
     "raw_socket_created": ("CGROUP_INET_SOCK_CREATE", "CGROUP_SOCK"),
@@ -94,19 +92,21 @@ COUNTING_PROGRAMS = {
     },
 }
 
-# Socket mode: syscall tracepoints that give the peers of unconnected raw and
-# ICMP sockets (function name -> tracepoint).
+# Socket mode: syscall tracepoints that give the sources of receives on
+# unconnected raw and ICMP sockets, attached only while such sockets exist.
 RAW_PEER_PROGRAMS = {
     f"raw_{edge}_{call}": f"syscalls:sys_{edge}_{call}"
-    for call, edges in (
-        ("sendto", ("enter",)),
-        ("sendmsg", ("enter",)),
-        ("sendmmsg", ("enter",)),
-        ("recvfrom", ("enter", "exit")),
-        ("recvmsg", ("enter", "exit")),
-        ("recvmmsg", ("enter", "exit")),
-    )
-    for edge in edges
+    for call in ("recvfrom", "recvmsg", "recvmmsg")
+    for edge in ("enter", "exit")
+}
+
+# Where a send's destination is, in the user registers saved at syscall
+# entry (struct pt_regs): the member holding the syscall number, the members
+# holding the syscall's 2nd, 3rd and 5th arguments, and the numbers of
+# sendto, sendmsg and sendmmsg.
+_SYSCALL_REGS = {
+    "x86_64": (("orig_ax", "si", "dx", "r8"), (44, 46, 307)),
+    "aarch64": (("syscallno", "regs[1]", "regs[2]", "regs[4]"), (206, 211, 269)),
 }
 
 _CAP_PERFMON, _CAP_BPF, _CAP_SYS_ADMIN = 38, 39, 21
@@ -189,6 +189,7 @@ def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> li
         raise ProbeError("unsupported struct sock layout: sk_type and sk_protocol not adjacent")
     offsets["OFF_SK_TYPE_PROTOCOL"] = min(sk_type, sk_protocol)
     offsets["OFF_SK_TYPE_INDEX"] = int(sk_type > sk_protocol)
+    offsets.update(_syscall_regs(btf))
     flags = [f"-I{bpf_dir()}", f"-DNETMON_MAX_FLOWS={max_flows}"]
     flags.append("-DNETMON_MODE_SOCKET=1" if mode == "socket" else "-DNETMON_MODE_SYSCALLS=1")
     low, high = ephemeral_range()
@@ -197,6 +198,24 @@ def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> li
         flags.append("-DNETMON_HAVE_SET_STATE=1")
     flags += [f"-D{macro}={value}" for macro, value in offsets.items()]
     return flags
+
+
+def _syscall_regs(btf: Any) -> dict[str, int]:
+    """Macros that let the program read a send's arguments from pt_regs. On
+    an architecture not listed, no syscall number matches: sends on
+    unconnected sockets are counted without their peer."""
+    names = ("NETMON_REGS_NR", "NETMON_REGS_ARG1", "NETMON_REGS_ARG2", "NETMON_REGS_ARG4")
+    numbers = ("NETMON_NR_SENDTO", "NETMON_NR_SENDMSG", "NETMON_NR_SENDMMSG")
+    known = _SYSCALL_REGS.get(platform.machine())
+    if known is None:
+        return {**dict.fromkeys(names, 0), **dict.fromkeys(numbers, 0xFFFFFFFF)}
+    members, nrs = known
+    out: dict[str, int] = {}
+    for macro, member in zip(names, members, strict=True):
+        field, _, index = member.partition("[")
+        out[macro] = btf.offset("pt_regs", field) + 8 * int(index.rstrip("]") or 0)
+    out.update(zip(numbers, nrs, strict=True))
+    return out
 
 
 def render_program(max_flows: int, probes: str) -> str:
