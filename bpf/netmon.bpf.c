@@ -356,20 +356,28 @@ static __always_inline void flow_with_peer(struct traffic_key *key, struct sock_
         key->port = netmon_ntohs(port_be);
 }
 
-/* Peer from a user sockaddr, when its family matches the socket's. */
+/* Peer from a user sockaddr, when its family matches the socket's: one read
+ * of its first 16 bytes (all of a sockaddr_in), a second for the rest of a
+ * sockaddr_in6's address. */
 static __always_inline int read_user_peer(__u8 *ip, __u16 *port_be, __u64 uaddr, __u8 family)
 {
-    __u16 sa_family = 0;
-    if (!uaddr || bpf_probe_read_user(&sa_family, sizeof(sa_family), (void *)uaddr))
+    struct {
+        __u16 family;
+        __u16 port_be;
+        __u32 word;      /* sin_addr, or sin6_flowinfo */
+        __u8 rest[8];    /* sin_zero, or the first 8 bytes of sin6_addr */
+    } sa;
+    if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
         return 0;
-    if (sa_family == NETMON_AF_INET && family == NETMON_FAMILY_IPV4) {
-        bpf_probe_read_user(port_be, 2, (void *)(uaddr + 2));
-        bpf_probe_read_user(ip, 4, (void *)(uaddr + 4));
+    if (sa.family == NETMON_AF_INET && family == NETMON_FAMILY_IPV4) {
+        *port_be = sa.port_be;
+        *(__u32 *)ip = sa.word;
         return 1;
     }
-    if (sa_family == NETMON_AF_INET6 && family == NETMON_FAMILY_IPV6) {
-        bpf_probe_read_user(port_be, 2, (void *)(uaddr + 2));
-        bpf_probe_read_user(ip, 16, (void *)(uaddr + 8));
+    if (sa.family == NETMON_AF_INET6 && family == NETMON_FAMILY_IPV6) {
+        *port_be = sa.port_be;
+        __builtin_memcpy(ip, sa.rest, 8);
+        bpf_probe_read_user(ip + 8, 8, (void *)(uaddr + 16));
         return 1;
     }
     return 0;
