@@ -21,7 +21,8 @@ needed to load it apart from the one needed to attach it.
 It reports each step as ok or the error it raised, with the process's
 CapEff and uid after the drop, and the kernel's settings that decide it
 (kernel.unprivileged_bpf_disabled, kernel.perf_event_paranoid, the mode of
-tracefs).
+tracefs), and whether netmon.privileges.map_access_needs_cap_bpf finds that
+map lookups need CAP_BPF here.
 
 Run as root:  .venv/bin/python bench/privileges.py [--user nobody] [--json]
 """
@@ -119,8 +120,11 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
         return 1
+    from netmon.privileges import lookup_user, map_access_needs_cap_bpf
+
     tracefs = Path("/sys/kernel/tracing")
     report: dict[str, Any] = {
+        "map_access_needs_cap_bpf": map_access_needs_cap_bpf(lookup_user(args.user)),
         "kernel": platform.release(),
         "unprivileged_bpf_disabled": _setting("/proc/sys/kernel/unprivileged_bpf_disabled"),
         "perf_event_paranoid": _setting("/proc/sys/kernel/perf_event_paranoid"),
@@ -151,6 +155,10 @@ def main() -> int:
         f"{report['unprivileged_bpf_disabled']}, perf_event_paranoid="
         f"{report['perf_event_paranoid']}, tracefs mode {report['tracefs_mode']}, "
         f"user {args.user}" + (", program loaded before the drop" if args.preload else "")
+    )
+    print(
+        "map lookups without capabilities: "
+        + ("refused (netmon keeps CAP_BPF)" if report["map_access_needs_cap_bpf"] else "allowed")
     )
     for run in report["runs"]:
         print(f"\nkeep {run['keep']}:")

@@ -2,11 +2,14 @@
 
 Loading and attaching the BPF programs needs root (or CAP_BPF and
 CAP_PERFMON). Reading and updating the maps through the file descriptors
-netmon already holds does not (Linux 6.5 and later check privilege when a map
-is created or a program loaded, not on each lookup), nor does closing those
-descriptors, which detaches the programs. So once the probes are attached and
-every file named on the command line is open, netmon switches to an
-unprivileged user and keeps no capability:
+netmon already holds does not, on Linux 6.5 and later (privilege is checked
+when a map is created or a program loaded, not on each lookup), nor does
+closing those descriptors, which detaches the programs. Older kernels with
+kernel.unprivileged_bpf_disabled set refuse every bpf() call without CAP_BPF:
+`map_access_needs_cap_bpf` finds out by trying, and netmon then keeps that
+one capability. So once the probes are attached and every file named on the
+command line is open, netmon switches to an unprivileged user and keeps no
+capability (or only CAP_BPF):
 
 - the capability bounding set is emptied, so nothing executed later (an
   --alert-exec program, a set-user-ID binary it might run) can get one back;
@@ -29,6 +32,7 @@ import ctypes.util
 import logging
 import os
 import pwd
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +177,61 @@ def _last_cap() -> int:
         return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     except (OSError, ValueError):
         return 63
+
+
+_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351}
+_BPF_MAP_CREATE, _BPF_MAP_LOOKUP_ELEM = 0, 1
+_BPF_MAP_TYPE_ARRAY = 2
+CAP_BPF = 39
+
+
+def _bpf(libc: ctypes.CDLL, cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+    number = _BPF_SYSCALL.get(os.uname().machine)
+    if number is None:
+        raise OSError(0, f"no bpf() syscall number known for {os.uname().machine}")
+    result: int = libc.syscall(number, cmd, attr, len(attr))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def map_access_needs_cap_bpf(target: Target) -> bool:
+    """Whether this kernel refuses a map lookup, through a descriptor already
+    open, to `target` without capabilities. Tried for real: a forked child
+    becomes `target` and looks up a one-element map made for the test.
+    When in doubt (the test itself fails), True."""
+    libc = _libc()
+    try:
+        create = ctypes.create_string_buffer(struct.pack("IIII", _BPF_MAP_TYPE_ARRAY, 4, 4, 1), 128)
+        map_fd = _bpf(libc, _BPF_MAP_CREATE, create)
+    except OSError:
+        return True
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: no Python-level cleanup
+            code = 2
+            try:
+                os.setgroups([])
+                os.setresgid(target.gid, target.gid, target.gid)
+                os.setresuid(target.uid, target.uid, target.uid)
+                _capset(libc, 0)  # a non-root start keeps its uid: drop its capabilities
+                key, value = ctypes.c_uint32(0), ctypes.c_uint32(0)
+                lookup = ctypes.create_string_buffer(
+                    struct.pack(
+                        "IIQQQ", map_fd, 0, ctypes.addressof(key), ctypes.addressof(value), 0
+                    ),
+                    128,
+                )
+                code = 0 if _bpf(libc, _BPF_MAP_LOOKUP_ELEM, lookup) == 0 else 1
+            except OSError:
+                code = 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) != 0
+    finally:
+        os.close(map_fd)
 
 
 def thread_count() -> int:

@@ -28,7 +28,14 @@ from netmon.alerts.sinks import Dispatcher, Sink, open_sinks
 from netmon.config import Config
 from netmon.export.snapshot_view import SnapshotView
 from netmon.feed import Feed
-from netmon.privileges import Target, describe, drop_privileges, lookup_user
+from netmon.privileges import (
+    CAP_BPF,
+    Target,
+    describe,
+    drop_privileges,
+    lookup_user,
+    map_access_needs_cap_bpf,
+)
 
 log = logging.getLogger("netmon")
 
@@ -71,7 +78,16 @@ def give_up_privileges(
     stop_attaching = getattr(source, "stop_attaching", None)
     if stop_attaching is not None:
         stop_attaching()
-    creds = drop_privileges(target)
+    keep = []
+    if map_access_needs_cap_bpf(target):
+        # Before Linux 6.5, kernel.unprivileged_bpf_disabled refuses every
+        # bpf() call without CAP_BPF, map lookups included.
+        keep = [CAP_BPF]
+        log.warning(
+            "this kernel refuses map reads without CAP_BPF (kernel.unprivileged_bpf_disabled "
+            "on Linux before 6.5): keeping CAP_BPF alone"
+        )
+    creds = drop_privileges(target, keep)
     log.info("%s", describe(creds, target))
     for sink in sinks:
         check = getattr(sink, "check_runnable", None)
