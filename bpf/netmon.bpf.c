@@ -3,15 +3,18 @@
  * Two probe modes, chosen by user space with -D:
  *   NETMON_MODE_SOCKET   sock:sock_send_length / sock:sock_recv_length count
  *                        every socket-layer send and receive (any syscall,
- *                        sendfile, splice to a socket, io_uring). The peers of
- *                        unconnected UDP sockets come from cgroup sock_addr
- *                        programs, which run only on those calls. Syscall
- *                        tracepoints add what the socket layer cannot see:
- *                        splice/sendfile out of TCP sockets (always attached)
- *                        and the peers of unconnected raw and ICMP sockets
- *                        (the raw_* programs, attached by user space only
- *                        while such sockets exist: any syscall tracepoint puts
- *                        every syscall of every process on a slower path).
+ *                        sendfile, splice to a socket, io_uring). The peer of
+ *                        a send on an unconnected socket is read from the
+ *                        syscall's own arguments (the task's saved user
+ *                        registers); the source of a UDP receive from a cgroup
+ *                        sock_addr program, which runs only on receives that
+ *                        ask for it. Syscall tracepoints add what the socket
+ *                        layer cannot see: splice/sendfile out of TCP sockets
+ *                        (always attached) and the sources of receives on
+ *                        unconnected raw and ICMP sockets (the raw_* programs,
+ *                        attached by user space only while such sockets exist:
+ *                        any syscall tracepoint puts every syscall of every
+ *                        process on a slower path).
  *   NETMON_MODE_SYSCALLS sys_enter_* / sys_exit_* only, for kernels without
  *                        those tracepoints.
  * Counting uses what moved (return values), never the requested length.
@@ -27,6 +30,8 @@
  * running kernel's BTF, passed in by user space.
  */
 #include "netmon.h"
+
+struct task_struct;   /* opaque: only passed to bpf_task_pt_regs() */
 
 /* Stable ABI values, defined here rather than pulled in with the large
  * kernel headers that define them (which triples the compile time). */
@@ -351,20 +356,28 @@ static __always_inline void flow_with_peer(struct traffic_key *key, struct sock_
         key->port = netmon_ntohs(port_be);
 }
 
-/* Peer from a user sockaddr, when its family matches the socket's. */
+/* Peer from a user sockaddr, when its family matches the socket's: one read
+ * of its first 16 bytes (all of a sockaddr_in), a second for the rest of a
+ * sockaddr_in6's address. */
 static __always_inline int read_user_peer(__u8 *ip, __u16 *port_be, __u64 uaddr, __u8 family)
 {
-    __u16 sa_family = 0;
-    if (!uaddr || bpf_probe_read_user(&sa_family, sizeof(sa_family), (void *)uaddr))
+    struct {
+        __u16 family;
+        __u16 port_be;
+        __u32 word;      /* sin_addr, or sin6_flowinfo */
+        __u8 rest[8];    /* sin_zero, or the first 8 bytes of sin6_addr */
+    } sa;
+    if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
         return 0;
-    if (sa_family == NETMON_AF_INET && family == NETMON_FAMILY_IPV4) {
-        bpf_probe_read_user(port_be, 2, (void *)(uaddr + 2));
-        bpf_probe_read_user(ip, 4, (void *)(uaddr + 4));
+    if (sa.family == NETMON_AF_INET && family == NETMON_FAMILY_IPV4) {
+        *port_be = sa.port_be;
+        *(__u32 *)ip = sa.word;
         return 1;
     }
-    if (sa_family == NETMON_AF_INET6 && family == NETMON_FAMILY_IPV6) {
-        bpf_probe_read_user(port_be, 2, (void *)(uaddr + 2));
-        bpf_probe_read_user(ip, 16, (void *)(uaddr + 8));
+    if (sa.family == NETMON_AF_INET6 && family == NETMON_FAMILY_IPV6) {
+        *port_be = sa.port_be;
+        __builtin_memcpy(ip, sa.rest, 8);
+        bpf_probe_read_user(ip + 8, 8, (void *)(uaddr + 16));
         return 1;
     }
     return 0;
@@ -641,10 +654,11 @@ BPF_TABLE("lru_hash", __u64, struct udp_peer, udp_peers, NETMON_MAX_CALLS);
 
 /* ------------------------------------------- UDP peers (cgroup sock_addr) */
 
-/* The kernel runs these on unconnected UDP sends that name a destination,
- * and on receives that ask for the source, just before the socket-layer
- * tracepoint of the same call: remember the peer for that tracepoint. They
- * never change the call (return 1: allow). */
+/* The kernel runs these on UDP receives that ask for the source, just
+ * before the socket-layer tracepoint of the same call: remember the peer for
+ * that tracepoint. They never change the call (return 1: allow). (The same
+ * hooks exist for sends, but cost every unconnected send a socket lock; the
+ * syscall's arguments give a send's destination for less.) */
 static __always_inline void remember_udp_peer(struct bpf_sock_addr *ctx, int v6)
 {
     __u64 id = bpf_get_current_pid_tgid();
@@ -670,18 +684,6 @@ static __always_inline void remember_udp_peer(struct bpf_sock_addr *ctx, int v6)
 }
 
 /* One program per attach point: the kernel ties a program to one. */
-int udp4_sendmsg_peer(struct bpf_sock_addr *ctx)
-{
-    remember_udp_peer(ctx, 0);
-    return 1;
-}
-
-int udp6_sendmsg_peer(struct bpf_sock_addr *ctx)
-{
-    remember_udp_peer(ctx, 1);
-    return 1;
-}
-
 int udp4_recvmsg_peer(struct bpf_sock_addr *ctx)
 {
     remember_udp_peer(ctx, 0);
@@ -696,15 +698,56 @@ int udp6_recvmsg_peer(struct bpf_sock_addr *ctx)
 
 /* --------------------------------------------------- socket-layer counting */
 
-/* Count a socket-layer event on an unconnected socket. UDP: the peer from the
- * cgroup program of this call, if it ran. Raw and ICMP: from the syscall's
- * arguments (raw_* programs below); a receive's source reaches user memory
- * only when the syscall returns, so it is counted there. */
+/* The user sockaddr a send names, from the arguments of the syscall in
+ * progress (the user registers saved at syscall entry): sendto's dest_addr,
+ * sendmsg's msg_name, or for sendmmsg the msg_name of the message being sent
+ * (the socket layer sees the messages one by one, in order; the thread's
+ * position in the vector is kept in `calls`). 0: none, or not a send call
+ * (io_uring). */
+static __always_inline __u64 send_addr_from_regs(void)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    char *regs = (char *)bpf_task_pt_regs(task);
+    __u32 nr = 0;
+    __u64 arg = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), regs + NETMON_REGS_NR);
+    if (nr == NETMON_NR_SENDTO) {
+        bpf_probe_read_kernel(&arg, sizeof(arg), regs + NETMON_REGS_ARG4);
+        return arg;
+    }
+    if (nr != NETMON_NR_SENDMSG && nr != NETMON_NR_SENDMMSG)
+        return 0;
+    bpf_probe_read_kernel(&arg, sizeof(arg), regs + NETMON_REGS_ARG1);
+    if (nr == NETMON_NR_SENDMSG)
+        return msghdr_name(arg);
+    __u64 vlen = 0, tid = bpf_get_current_pid_tgid();
+    bpf_probe_read_kernel(&vlen, sizeof(vlen), regs + NETMON_REGS_ARG2);
+    struct call_ctx *c = calls.lookup(&tid);
+    __u32 idx = 0;
+    /* The next message of the same vector, until the vector is done (a call
+     * that stopped early makes the next call on the same vector start at
+     * the wrong message: see README, Known limits). */
+    if (c && c->kind == CALL_SENDMMSG && c->ptr == arg && c->idx + 1 < (__u32)vlen)
+        idx = c->idx + 1;
+    struct call_ctx fresh = {.kind = CALL_SENDMMSG, .ptr = arg, .idx = idx};
+    calls.update(&tid, &fresh);
+    return msghdr_name(arg + (__u64)idx * MMSG_SIZE);
+}
+
+/* Count a socket-layer event on an unconnected socket. Sends: the peer from
+ * the syscall's arguments. UDP receives: from the cgroup program of this
+ * call, if it ran. Raw and ICMP receives: a receive's source reaches user
+ * memory only when the syscall returns, so it is counted there (raw_*
+ * programs below). */
 static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk, __u64 bytes,
                                                 int sending)
 {
     __u64 tid = bpf_get_current_pid_tgid();
     struct traffic_key key;
+    if (sending) {
+        account_user_peer(id, send_addr_from_regs(), bytes, 1, 1);
+        return;
+    }
     if (id->key.protocol == NETMON_PROTO_UDP) {
         struct udp_peer *p = udp_peers.lookup(&tid);
         if (p && p->sk == sk) {
@@ -726,27 +769,19 @@ static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk,
         account(&key, bytes, 1, sending);
         return;
     }
-    __u64 uaddr = 0;
     struct call_ctx *c = calls.lookup(&tid);
-    if (c && sending) {
-        if (c->kind == CALL_SENDTO) {
-            uaddr = c->addr;
-        } else if (c->kind == CALL_SENDMSG) {
-            uaddr = msghdr_name(c->ptr);
-        } else if (c->kind == CALL_SENDMMSG) {
-            uaddr = msghdr_name(c->ptr + (__u64)c->idx * MMSG_SIZE);
-            c->idx++;
-        }
-    } else if (c && c->kind >= CALL_RECVFROM && c->kind <= CALL_RECVMMSG) {
+    if (c && c->kind >= CALL_RECVFROM && c->kind <= CALL_RECVMMSG) {
         c->sk = sk;
         c->deferred = 1;
         return;
     }
-    account_user_peer(id, uaddr, bytes, 1, sending);
+    account_user_peer(id, 0, bytes, 1, 0);
 }
 
 /* The two counting programs are attached by user space after the cgroup
- * programs, so that no unconnected UDP call is counted without its peer. */
+ * programs, so that no unconnected UDP call is counted without its peer, and
+ * after the listening ports that predate netmon are known, so that no
+ * socket's side is judged without them. */
 int count_send(struct tracepoint__sock__sock_send_length *args)
 {
     struct sock_ident scratch;
@@ -781,7 +816,8 @@ int count_recv(struct tracepoint__sock__sock_recv_length *args)
 
 /* Count raw and ICMP sockets as they come and go (cgroup sock programs run
  * only at socket creation and release), so that user space attaches the
- * raw_* programs below only while such sockets exist. */
+ * raw_* programs below (the sources of their receives) only while such
+ * sockets exist. */
 static __always_inline int is_raw_or_icmp(struct bpf_sock *sk)
 {
     return sk->type == NETMON_SOCK_RAW || sk->protocol == NETMON_IPPROTO_ICMP ||
@@ -800,34 +836,6 @@ int raw_socket_released(struct bpf_sock *sk)
     if (is_raw_or_icmp(sk))
         count(NETMON_COUNTER_RAW_CLOSED);
     return 1;
-}
-
-/* Sends: only the peer address is needed, so there is no exit program; a
- * stale entry is only consulted for an unconnected raw/ICMP send and is
- * overwritten by the thread's next send call. */
-int raw_enter_sendto(struct tracepoint__syscalls__sys_enter_sendto *args)
-{
-    if (args->addr) {
-        struct call_ctx c = {.kind = CALL_SENDTO, .addr = (__u64)args->addr};
-        stash(&c);
-    }
-    return 0;
-}
-
-int raw_enter_sendmsg(struct tracepoint__syscalls__sys_enter_sendmsg *args)
-{
-    if (msghdr_name((__u64)args->msg)) {
-        struct call_ctx c = {.kind = CALL_SENDMSG, .ptr = (__u64)args->msg};
-        stash(&c);
-    }
-    return 0;
-}
-
-int raw_enter_sendmmsg(struct tracepoint__syscalls__sys_enter_sendmmsg *args)
-{
-    struct call_ctx c = {.kind = CALL_SENDMMSG, .ptr = (__u64)args->mmsg};
-    stash(&c);
-    return 0;
 }
 
 /* `kind` is a constant at each call site, so each exit program carries only
@@ -940,16 +948,19 @@ static __always_inline void exit_call(long ret, int kind)
     calls.delete(&id);
 }
 
-#define SYSCALL_PAIR(name, kind, ptr, addr, flags)                  \
-    TRACEPOINT_PROBE(syscalls, sys_enter_##name)                    \
-    {                                                               \
-        enter_call(args->fd, kind, ptr, addr, flags);               \
-        return 0;                                                   \
-    }                                                               \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##name)                     \
-    {                                                               \
-        exit_call(args->ret, kind);                                 \
-        return 0;                                                   \
+/* Attached by user space (not automatically at load) once the listening
+ * ports that predate netmon are known, so that no socket's side is judged
+ * without them. */
+#define SYSCALL_PAIR(name, kind, ptr, addr, flags)                                  \
+    int count_enter_##name(struct tracepoint__syscalls__sys_enter_##name *args)     \
+    {                                                                               \
+        enter_call(args->fd, kind, ptr, addr, flags);                               \
+        return 0;                                                                   \
+    }                                                                               \
+    int count_exit_##name(struct tracepoint__syscalls__sys_exit_##name *args)       \
+    {                                                                               \
+        exit_call(args->ret, kind);                                                 \
+        return 0;                                                                   \
     }
 
 SYSCALL_PAIR(sendto, CALL_SENDTO, 0, (__u64)args->addr, args->flags)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
+import numpy as np
+
 from netmon.model import Snapshot
 
 
@@ -27,9 +29,10 @@ class Feed(Protocol):
 
 def keep_pids(snap: Snapshot, pids: frozenset[int]) -> Snapshot:
     """Only the flows and processes of `pids`; protocol totals stay whole."""
+    table = snap.table
     return replace(
         snap,
-        flows=tuple(f for f in snap.flows if f.key.pid in pids),
+        flows=table.take(np.isin(table.pid, np.fromiter(pids, np.int64, len(pids)))),
         processes=tuple(p for p in snap.processes if p.pid in pids),
     )
 

@@ -21,73 +21,203 @@ Semantics:
   `forget_after_s`.
 * A sample that is not later than the previous one (dt <= 0) updates totals
   but leaves rates alone; its bytes are carried into the next interval.
+
+Representation: one slot per flow (and per process) in numpy columns, in
+order of first appearance, so that each interval is a few array operations
+rather than a loop over flows; names are decoded only when they change.
+Flows forgotten after `forget_after_s` are dropped from the columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable
+from itertools import pairwise
+from typing import Any, ClassVar, cast
+
+import numpy as np
 
 from netmon.model import (
-    FlowCounters,
     FlowKey,
-    FlowStat,
-    ProcessCounters,
+    FlowRates,
+    FlowReadings,
+    FlowTable,
     ProcessStat,
     RawSample,
+    Readings,
     Snapshot,
+    decode_comm,
+    flow_order,
+    flow_tie,
 )
 
-_Counts = tuple[int, int, int, int]  # bytes_sent, bytes_recv, packets_sent, packets_recv
+
+class _Ledger:
+    """Cumulative totals of many kernel counters (flows or processes): one
+    slot per id, columns indexed by slot."""
+
+    last: np.ndarray
+    seen: np.ndarray
+    totals: np.ndarray
+    last_seen_ns: np.ndarray
+    kernel: np.ndarray
+    # column -> (dtype, shape after the slot axis)
+    COLUMNS: ClassVar[dict[str, tuple[Any, tuple[int, ...]]]] = {
+        "last": (np.uint64, (4,)),  # last kernel values seen
+        "seen": (np.bool_, ()),  # `last` is set
+        "totals": (np.uint64, (4,)),  # bytes_sent, bytes_recv, packets_sent, packets_recv
+        "last_seen_ns": (np.int64, ()),
+        "kernel": (np.bool_, ()),
+    }
+
+    def __init__(self) -> None:
+        self.ids: list[Hashable] = []
+        self.slot_of: dict[Hashable, int] = {}
+        self.comm: list[str] = []  # decoded names
+        self.comm_raw = np.zeros(0, dtype="S16")
+        for name, (dtype, shape) in self.COLUMNS.items():
+            setattr(self, name, np.zeros((0, *shape), dtype=dtype))
+        self._token: bytes | None = None  # rows_token of the last readings...
+        self._token_slots = np.zeros(0, dtype=np.intp)  # ...and their slots
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _added(self, ids: list[Hashable], readings: Readings) -> None:
+        """Hook: new slots were appended for `ids`."""
+
+    def slots(self, readings: Readings) -> np.ndarray:
+        """The slot of each row of `readings`; new ids get new slots."""
+        if readings.rows_token is not None and readings.rows_token == self._token:
+            return self._token_slots
+        ids = readings.ids
+        get = self.slot_of.get
+        slots = np.array([get(i, -1) for i in ids], dtype=np.intp)
+        new_rows = np.flatnonzero(slots < 0)
+        if len(new_rows):
+            start = len(self.ids)
+            new_ids = [ids[r] for r in new_rows.tolist()]
+            slots[new_rows] = np.arange(start, start + len(new_ids))
+            self.ids.extend(new_ids)
+            self.slot_of.update(zip(new_ids, range(start, start + len(new_ids)), strict=True))
+            self.comm.extend([""] * len(new_ids))
+            self.comm_raw = np.concatenate([self.comm_raw, np.zeros(len(new_ids), "S16")])
+            for name, (dtype, shape) in self.COLUMNS.items():
+                grown: np.ndarray = np.zeros((len(new_ids), *shape), dtype=dtype)
+                setattr(self, name, np.concatenate([getattr(self, name), grown]))
+            self._added(new_ids, readings)
+        self._token, self._token_slots = readings.rows_token, slots
+        return slots
+
+    def fold(self, readings: Readings, now: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fold in a new reading; returns each row's slot and the bytes it
+        moved since the last reading."""
+        slots = self.slots(readings)
+        current = readings.counts.astype(np.uint64, copy=False)
+        last = self.last[slots]
+        # Any field going down means the counter restarted: its value is the delta.
+        restarted = ~self.seen[slots] | (current < last).any(axis=1)
+        delta = np.where(restarted[:, None], current, current - last)
+        self.last[slots] = current
+        self.seen[slots] = True
+        self.totals[slots] += delta
+        self.last_seen_ns[slots] = now
+        self.kernel[slots] = readings.kernel
+        self._fold_names(slots, readings.comm)
+        return slots, delta[:, 0] + delta[:, 1]
+
+    def _fold_names(self, slots: np.ndarray, comm: np.ndarray) -> None:
+        """Keep the latest non-empty name; decode only those that changed."""
+        if comm.dtype.itemsize > self.comm_raw.dtype.itemsize:
+            self.comm_raw = self.comm_raw.astype(comm.dtype)
+        changed = np.flatnonzero((comm != self.comm_raw[slots]) & (comm != b""))
+        for row in changed.tolist():
+            slot = slots[row]
+            self.comm_raw[slot] = comm[row]
+            self.comm[slot] = decode_comm(bytes(comm[row]))
+
+    def keep(self, mask: np.ndarray) -> np.ndarray:
+        """Drop the slots where `mask` is False; returns the new slot of each
+        old one (-1 for dropped)."""
+        kept = mask.tolist()
+        self.ids = [i for i, k in zip(self.ids, kept, strict=True) if k]
+        self.slot_of = {i: n for n, i in enumerate(self.ids)}
+        self.comm = [c for c, k in zip(self.comm, kept, strict=True) if k]
+        self.comm_raw = self.comm_raw[mask]
+        for name in self.COLUMNS:
+            setattr(self, name, getattr(self, name)[mask])
+        self._token = None
+        remap = np.full(len(mask), -1, dtype=np.intp)
+        remap[mask] = np.arange(len(self.ids))
+        return remap
 
 
-def _delta(current: _Counts, last: _Counts | None) -> _Counts:
-    """Per-field increase; any field going down means the counter restarted."""
-    if last is None or any(c < p for c, p in zip(current, last, strict=True)):
-        return current
-    return (
-        current[0] - last[0],
-        current[1] - last[1],
-        current[2] - last[2],
-        current[3] - last[3],
-    )
+class _FlowLedger(_Ledger):
+    """Flows: totals plus rates, keys and the orders the outputs need."""
 
+    pending: np.ndarray
+    rate: np.ndarray
+    rated: np.ndarray
+    pid: np.ndarray
+    COLUMNS: ClassVar[dict[str, tuple[Any, tuple[int, ...]]]] = {
+        **_Ledger.COLUMNS,
+        "pending": (np.uint64, ()),  # bytes not yet turned into a rate
+        "rate": (np.float64, ()),
+        "rated": (np.bool_, ()),  # `rate` set: it had a measured interval
+        "pid": (np.int64, ()),
+    }
 
-@dataclass
-class _Totals:
-    last: _Counts | None = None  # last kernel values seen
-    sent: int = 0
-    recv: int = 0
-    packets_sent: int = 0
-    packets_recv: int = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[FlowKey] = []
+        # Slots sorted by flow_order. They change only when flows come or
+        # go; a re-sort then finds them nearly in order.
+        self._by_order: list[int] = []
+        self._order_keys: list[tuple[int, str, int, str, str, str]] = []
+        self._tie_keys: list[tuple[int, str, int, str]] = []
+        self._ranked = True
+        self.by_order = np.zeros(0, dtype=np.intp)  # slots in flow_order
+        self.tie_rank = np.zeros(0, dtype=np.int64)
+        self.pid_values = np.zeros(0, dtype=np.int64)  # distinct pids...
+        self.pid_index = np.zeros(0, dtype=np.intp)  # ...and each slot's index in them
 
-    def add(self, current: _Counts) -> int:
-        """Fold in a new kernel reading; return the bytes moved since the last one."""
-        d = _delta(current, self.last)
-        self.last = current
-        self.sent += d[0]
-        self.recv += d[1]
-        self.packets_sent += d[2]
-        self.packets_recv += d[3]
-        return d[0] + d[1]
+    def _added(self, ids: list[Hashable], readings: Readings) -> None:
+        assert isinstance(readings, FlowReadings)
+        start = len(self.keys)
+        keys = [readings.key_of(i) for i in ids]
+        self.keys.extend(keys)
+        self.pid[start:] = [k.pid for k in keys]
+        self._order_keys.extend(flow_order(k) for k in keys)
+        self._tie_keys.extend(flow_tie(k) for k in keys)
+        self._by_order.extend(range(start, start + len(keys)))
+        self._ranked = False
 
+    def keep(self, mask: np.ndarray) -> np.ndarray:
+        kept = mask.tolist()
+        self.keys = [x for x, k in zip(self.keys, kept, strict=True) if k]
+        self._order_keys = [x for x, k in zip(self._order_keys, kept, strict=True) if k]
+        self._tie_keys = [x for x, k in zip(self._tie_keys, kept, strict=True) if k]
+        remap = super().keep(mask)
+        slots = remap[np.array(self._by_order, dtype=np.intp)]
+        self._by_order = slots[slots >= 0].tolist()
+        self._ranked = False
+        return remap
 
-@dataclass
-class _FlowState:
-    comm: str
-    kernel: bool
-    totals: _Totals = field(default_factory=_Totals)
-    rate: float | None = None  # None until the first measured interval
-    pending: int = 0  # bytes not yet turned into a rate
-    last_seen_ns: int = 0
-
-
-@dataclass
-class _ProcState:
-    comm: str
-    kernel: bool
-    totals: _Totals = field(default_factory=_Totals)
-    last_seen_ns: int = 0
+    def rank(self) -> None:
+        """Bring by_order, tie_rank and the pid index up to date."""
+        if self._ranked:
+            return
+        order = self._by_order
+        order.sort(key=self._order_keys.__getitem__)
+        self.by_order = np.array(order, dtype=np.intp)
+        # flow_tie is the start of flow_order: equal ties are neighbours here.
+        tie = self._tie_keys
+        starts = np.zeros(len(order), dtype=np.int64)
+        starts[1:] = np.array([tie[a] != tie[b] for a, b in pairwise(order)], dtype=bool)
+        self.tie_rank = np.empty(len(order), dtype=np.int64)
+        self.tie_rank[self.by_order] = np.cumsum(starts)
+        unique = np.unique(self.pid, return_inverse=True)
+        self.pid_values, self.pid_index = unique[0], unique[1].reshape(-1)
+        self._ranked = True
 
 
 class MetricsEngine:
@@ -109,10 +239,18 @@ class MetricsEngine:
         self.nominal_interval_s = nominal_interval_s
         self.show_kernel = show_kernel
         self.forget_after_ns = None if forget_after_s is None else int(forget_after_s * 1e9)
-        self._flows: dict[FlowKey, _FlowState] = {}
-        self._procs: dict[int, _ProcState] = {}
+        self._flows = _FlowLedger()
+        self._procs = _Ledger()
         self._rate_base_ns: int | None = None  # time of the last rate computation
-        self._present: set[FlowKey] = set()
+        # The flows of the last sample and their slots, for rates().
+        self._present: FlowReadings = FlowReadings.of({})
+        self._present_slots = np.zeros(0, dtype=np.intp)
+
+    @property
+    def flows_held(self) -> int:
+        """Flows whose totals are kept (present, or gone less than
+        forget_after_s ago)."""
+        return len(self._flows)
 
     def weight(self, dt_s: float) -> float:
         """EMA weight of an interval of dt_s seconds."""
@@ -127,138 +265,122 @@ class MetricsEngine:
         rebase = self._rate_base_ns is None or now < self._rate_base_ns
         dt = 0.0 if rebase or self._rate_base_ns is None else (now - self._rate_base_ns) / 1e9
 
-        self._fold_flows(sample.flows, now)
+        flows = self._flows
+        slots, moved = flows.fold(sample.flow_readings, now)
+        flows.pending[slots] += moved
+        self._present, self._present_slots = sample.flow_readings, slots
         if rebase:
             self._rate_base_ns = now
-            for state in self._flows.values():
-                state.pending = 0  # moved over an unknown span of time
+            flows.pending[:] = 0  # moved over an unknown span of time
         elif dt > 0:
             self._rate_base_ns = now
             self._update_rates(dt)
-        self._fold_processes(sample.processes, now)
+        self._procs.fold(sample.process_readings, now)
         self._forget(now)
         return self._snapshot(sample, dt)
 
-    def rates(self) -> dict[FlowKey, float]:
+    def rates(self) -> FlowRates:
         """Smoothed rate of every flow present in the last sample (kernel
-        threads included), to write back to the kernel."""
-        return {key: self._flows[key].rate or 0.0 for key in self._present}
-
-    def _fold_flows(self, flows: Mapping[FlowKey, FlowCounters], now: int) -> None:
-        self._present = set(flows)
-        for key, c in flows.items():
-            state = self._flows.get(key)
-            if state is None:
-                state = self._flows[key] = _FlowState(comm=c.comm, kernel=c.kernel)
-            state.comm = c.comm or state.comm
-            state.kernel = c.kernel
-            state.last_seen_ns = now
-            state.pending += state.totals.add(
-                (c.bytes_sent, c.bytes_recv, c.packets_sent, c.packets_recv)
-            )
+        threads included), in that sample's row order, to write back to the
+        kernel."""
+        flows = self._flows
+        slots = self._present_slots
+        return FlowRates(self._present, np.where(flows.rated[slots], flows.rate[slots], 0.0))
 
     def _update_rates(self, dt: float) -> None:
+        flows = self._flows
         w = self.weight(dt)
-        for state in self._flows.values():
-            instant = state.pending / dt
-            state.pending = 0
-            if state.rate is None:
-                state.rate = instant
-            else:
-                state.rate = w * instant + (1.0 - w) * state.rate
-
-    def _fold_processes(self, processes: Mapping[int, ProcessCounters], now: int) -> None:
-        for pid, c in processes.items():
-            state = self._procs.get(pid)
-            if state is None:
-                state = self._procs[pid] = _ProcState(comm=c.comm, kernel=c.kernel)
-            state.comm = c.comm or state.comm
-            state.kernel = c.kernel
-            state.last_seen_ns = now
-            state.totals.add((c.bytes_sent, c.bytes_recv, c.packets_sent, c.packets_recv))
+        instant = flows.pending / dt
+        flows.rate = np.where(flows.rated, w * instant + (1.0 - w) * flows.rate, instant)
+        flows.rated[:] = True
+        flows.pending[:] = 0
 
     def _forget(self, now: int) -> None:
         if self.forget_after_ns is None:
             return
         limit = now - self.forget_after_ns
-        for key in [k for k, s in self._flows.items() if s.last_seen_ns < limit]:
-            del self._flows[key]
-        for pid in [p for p, s in self._procs.items() if s.last_seen_ns < limit]:
-            del self._procs[pid]
-
-    def _visible(self, kernel: bool) -> bool:
-        return self.show_kernel or not kernel
+        for ledger in (self._flows, self._procs):
+            stale = ledger.last_seen_ns < limit
+            if stale.any():
+                remap = ledger.keep(~stale)
+                if ledger is self._flows:
+                    self._present_slots = remap[self._present_slots]
 
     def _snapshot(self, sample: RawSample, dt: float) -> Snapshot:
-        flows: list[FlowStat] = []
-        proc_rate: dict[int, float] = {}
-        # Processes with flows but no pid_stats entry still get a row.
-        orphan: dict[int, ProcessStat] = {}
-        for key, s in self._flows.items():
-            rate = s.rate or 0.0
-            proc_rate[key.pid] = proc_rate.get(key.pid, 0.0) + rate
-            if not self._visible(s.kernel):
-                continue
-            flows.append(
-                FlowStat(
-                    key=key,
-                    comm=s.comm,
-                    bytes_sent=s.totals.sent,
-                    bytes_recv=s.totals.recv,
-                    packets_sent=s.totals.packets_sent,
-                    packets_recv=s.totals.packets_recv,
-                    rate_bps=rate,
-                    anomaly=rate > self.threshold_bps,
-                    kernel=s.kernel,
-                )
-            )
-            if key.pid not in self._procs:
-                prev = orphan.get(key.pid)
-                orphan[key.pid] = ProcessStat(
-                    pid=key.pid,
-                    comm=s.comm,
-                    bytes_sent=s.totals.sent + (prev.bytes_sent if prev else 0),
-                    bytes_recv=s.totals.recv + (prev.bytes_recv if prev else 0),
-                    rate_bps=0.0,
-                    kernel=s.kernel,
-                )
+        flows, procs = self._flows, self._procs
+        flows.rank()
+        rate = np.where(flows.rated, flows.rate, 0.0)
+        # A process's rate is that of all its flows, kernel threads' included.
+        sums = np.bincount(flows.pid_index, weights=rate, minlength=len(flows.pid_values))
+        proc_rate = dict(zip(flows.pid_values.tolist(), sums.tolist(), strict=True))
+
+        visible = np.ones(len(flows), dtype=bool) if self.show_kernel else ~flows.kernel
+        # Highest rate first, equal rates in flow_order (a stable sort of
+        # the slots taken in flow_order).
+        rows = flows.by_order[visible[flows.by_order]]
+        order = rows[np.argsort(-rate[rows], kind="stable")]
+        picked = order.tolist()
+        table = FlowTable(
+            keys=list(map(flows.keys.__getitem__, picked)),
+            comms=list(map(flows.comm.__getitem__, picked)),
+            counts=flows.totals[order],
+            rate_bps=rate[order],
+            anomaly=rate[order] > self.threshold_bps,
+            kernel=flows.kernel[order],
+            tie_rank=flows.tie_rank[order],
+        )
 
         processes = [
             ProcessStat(
                 pid=pid,
-                comm=p.comm,
-                bytes_sent=p.totals.sent,
-                bytes_recv=p.totals.recv,
+                comm=comm,
+                bytes_sent=t[0],
+                bytes_recv=t[1],
                 rate_bps=proc_rate.get(pid, 0.0),
-                kernel=p.kernel,
+                kernel=kernel,
             )
-            for pid, p in self._procs.items()
-            if self._visible(p.kernel)
+            for pid, comm, t, kernel in zip(
+                cast(list[int], procs.ids),
+                procs.comm,
+                procs.totals.tolist(),
+                procs.kernel.tolist(),
+                strict=True,
+            )
+            if self.show_kernel or not kernel
         ]
-        processes.extend(
-            ProcessStat(
-                pid=o.pid,
-                comm=o.comm,
-                bytes_sent=o.bytes_sent,
-                bytes_recv=o.bytes_recv,
-                rate_bps=proc_rate.get(o.pid, 0.0),
-                kernel=o.kernel,
-            )
-            for o in orphan.values()
-        )
-
-        flows.sort(key=lambda f: (-f.rate_bps, _flow_order(f.key)))
+        processes += self._orphans(visible, proc_rate)
         processes.sort(key=lambda p: (-p.rate_bps, p.pid))
         return Snapshot(
             ts=sample.wall_time,
             interval_s=dt,
-            flows=tuple(flows),
+            flows=table,
             processes=tuple(processes),
             protocols=dict(sample.protocols),
             dropped=sample.dropped,
         )
 
-
-def _flow_order(key: FlowKey) -> tuple[int, str, str, int, str, str]:
-    # FlowKey's own ordering fails when comparing remote_ip None with a string.
-    return (key.pid, key.protocol, key.family, key.port, key.remote_ip or "", key.role)
+    def _orphans(self, visible: np.ndarray, proc_rate: dict[int, float]) -> list[ProcessStat]:
+        """Processes with flows but no pid_stats entry still get a row: the
+        sum of their shown flows, named after the last one."""
+        flows = self._flows
+        known = np.array(self._procs.ids, dtype=np.int64)
+        slots = np.flatnonzero(visible & ~np.isin(flows.pid, known))
+        orphan: dict[int, tuple[str, int, int, bool]] = {}
+        for slot in slots.tolist():
+            pid = flows.keys[slot].pid
+            sent, recv = flows.totals[slot, :2].tolist()
+            prev = orphan.get(pid)
+            if prev is not None:
+                sent, recv = sent + prev[1], recv + prev[2]
+            orphan[pid] = (flows.comm[slot], sent, recv, bool(flows.kernel[slot]))
+        return [
+            ProcessStat(
+                pid=pid,
+                comm=comm,
+                bytes_sent=sent,
+                bytes_recv=recv,
+                rate_bps=proc_rate.get(pid, 0.0),
+                kernel=kernel,
+            )
+            for pid, (comm, sent, recv, kernel) in orphan.items()
+        ]

@@ -3,14 +3,28 @@
 Counters are cumulative since capture started. A source produces a
 `RawSample`; the metrics engine turns consecutive samples into a `Snapshot`,
 which is what the JSON output, the recorder, the replayer and the UI share.
+
+With thousands of flows, per-flow objects made on every interval cost more
+than everything else, so the many-row parts are held as columns (numpy
+arrays, one row per flow): `FlowReadings` and `ProcessReadings` in a
+RawSample, `FlowTable` in a Snapshot. They still read as the mappings and
+sequences of per-flow records below (made on demand), and a RawSample or a
+Snapshot built from plain records converts them to columns once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, TypeVar, overload
+
+import numpy as np
+
+COUNT_FIELDS = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class FlowKey:
     """One flow: a process talking one protocol to one service port and peer."""
 
@@ -20,6 +34,19 @@ class FlowKey:
     port: int  # service port: local for servers, remote for clients, 0 if none
     remote_ip: str | None
     role: str  # "client", "server" or "unknown"
+
+
+def flow_tie(key: FlowKey) -> tuple[int, str, int, str]:
+    """The table's order among rows equal in the sort column: a process's
+    flows stay together; rows equal here too keep the snapshot's order."""
+    return (key.pid, key.protocol, key.port, key.remote_ip or "")
+
+
+def flow_order(key: FlowKey) -> tuple[int, str, int, str, str, str]:
+    """A snapshot's order among flows of equal rate: flow_tie, then the rest
+    of the key. (FlowKey's own ordering fails when comparing remote_ip None
+    with a string.)"""
+    return (key.pid, key.protocol, key.port, key.remote_ip or "", key.family, key.role)
 
 
 @dataclass(frozen=True)
@@ -47,16 +74,201 @@ class ProcessCounters:
     kernel: bool = False
 
 
+@lru_cache(maxsize=4096)
+def decode_comm(raw: bytes) -> str:
+    """A process name as the kernel stores it: UTF-8, NUL-terminated."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _comm_array(names: Iterable[str]) -> np.ndarray:
+    return np.array([n.encode("utf-8", "surrogateescape") for n in names], dtype=bytes)
+
+
+def _counts_array(rows: Iterable[Sequence[int]]) -> np.ndarray:
+    """(n, 4) counters: uint64 as the kernel has them, or Python ints for
+    values that do not fit (a hand-made recording)."""
+    rows = [tuple(r) for r in rows]
+    values = [v for r in rows for v in r]
+    fits = not values or (min(values) >= 0 and max(values) < 2**64)
+    return np.array(rows, dtype=np.uint64 if fits else object).reshape(len(rows), 4)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Readings(Mapping[K, V]):
+    """Counters of many rows read at once, as columns.
+
+    `ids` identify the rows from one read to the next (raw kernel keys for
+    the live source); equal `rows_token`s promise equal ids in equal order,
+    so a reader can skip matching rows one by one."""
+
+    def __init__(
+        self,
+        ids: Sequence[Hashable] | Callable[[], Sequence[Hashable]],
+        counts: np.ndarray,
+        comm: np.ndarray,
+        kernel: np.ndarray,
+        rows_token: bytes | None = None,
+    ) -> None:
+        self._ids = ids
+        self.counts = counts  # (n, 4): bytes_sent, bytes_recv, packets_sent, packets_recv
+        self.comm = comm  # (n,) raw names (bytes)
+        self.kernel = kernel  # (n,) bool: moved by a kernel thread
+        self.rows_token = rows_token
+        self._index: dict[Any, int] | None = None
+
+    @property
+    def ids(self) -> Sequence[Hashable]:
+        if callable(self._ids):
+            self._ids = self._ids()
+        return self._ids
+
+    def _key(self, row_id: Hashable) -> K:
+        raise NotImplementedError
+
+    def _record(self, row: int) -> V:
+        raise NotImplementedError
+
+    def _lookup(self) -> dict[Any, int]:
+        if self._index is None:
+            self._index = {self._key(i): n for n, i in enumerate(self.ids)}
+        return self._index
+
+    def __getitem__(self, key: K) -> V:
+        return self._record(self._lookup()[key])
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lookup()
+
+
+class FlowReadings(Readings[FlowKey, FlowCounters]):
+    """The kernel's flow table at one read. Reads as a mapping FlowKey ->
+    FlowCounters; `key_of` turns a row's id into its FlowKey."""
+
+    def __init__(
+        self,
+        ids: Sequence[Hashable] | Callable[[], Sequence[Hashable]],
+        key_of: Callable[[Any], FlowKey],
+        counts: np.ndarray,
+        comm: np.ndarray,
+        kernel: np.ndarray,
+        rows_token: bytes | None = None,
+    ) -> None:
+        super().__init__(ids, counts, comm, kernel, rows_token)
+        self.key_of = key_of
+
+    @classmethod
+    def of(cls, flows: Mapping[FlowKey, FlowCounters]) -> FlowReadings:
+        if isinstance(flows, FlowReadings):
+            return flows
+        keys = list(flows)
+        values = [flows[k] for k in keys]
+        return cls(
+            ids=keys,
+            key_of=_same_key,
+            counts=_counts_array(
+                (c.bytes_sent, c.bytes_recv, c.packets_sent, c.packets_recv) for c in values
+            ),
+            comm=_comm_array(c.comm for c in values),
+            kernel=np.array([c.kernel for c in values], dtype=bool),
+        )
+
+    def _key(self, row_id: Hashable) -> FlowKey:
+        return self.key_of(row_id)
+
+    def _record(self, row: int) -> FlowCounters:
+        c = self.counts[row].tolist()
+        return FlowCounters(
+            c[0], c[1], c[2], c[3], decode_comm(bytes(self.comm[row])), bool(self.kernel[row])
+        )
+
+
+def _same_key(key: FlowKey) -> FlowKey:
+    return key
+
+
+class ProcessReadings(Readings[int, ProcessCounters]):
+    """The kernel's per-process totals at one read; the ids are the pids."""
+
+    @classmethod
+    def of(cls, processes: Mapping[int, ProcessCounters]) -> ProcessReadings:
+        if isinstance(processes, ProcessReadings):
+            return processes
+        pids = list(processes)
+        values = [processes[p] for p in pids]
+        return cls(
+            ids=pids,
+            counts=_counts_array(
+                (c.bytes_sent, c.bytes_recv, c.packets_sent, c.packets_recv) for c in values
+            ),
+            comm=_comm_array(c.comm for c in values),
+            kernel=np.array([c.kernel for c in values], dtype=bool),
+        )
+
+    def _key(self, row_id: Hashable) -> int:
+        assert isinstance(row_id, int)
+        return row_id
+
+    def _record(self, row: int) -> ProcessCounters:
+        c = self.counts[row].tolist()
+        pid = self.ids[row]
+        assert isinstance(pid, int)
+        return ProcessCounters(
+            pid, decode_comm(bytes(self.comm[row])), c[0], c[1], c[2], c[3], bool(self.kernel[row])
+        )
+
+
 @dataclass(frozen=True)
 class RawSample:
-    """Everything a source read in one poll."""
+    """Everything a source read in one poll. Plain mappings given for
+    `flows` and `processes` are turned into FlowReadings/ProcessReadings."""
 
     monotonic_ns: int  # CLOCK_MONOTONIC when the maps were read
     wall_time: float  # unix seconds at the same moment
-    flows: dict[FlowKey, FlowCounters]
-    processes: dict[int, ProcessCounters]
+    flows: Mapping[FlowKey, FlowCounters]
+    processes: Mapping[int, ProcessCounters]
     protocols: dict[str, int]  # protocol name -> bytes (sent + received)
     dropped: int  # flows the kernel could not keep (evicted or failed inserts)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flows", FlowReadings.of(self.flows))
+        object.__setattr__(self, "processes", ProcessReadings.of(self.processes))
+
+    @property
+    def flow_readings(self) -> FlowReadings:
+        assert isinstance(self.flows, FlowReadings)
+        return self.flows
+
+    @property
+    def process_readings(self) -> ProcessReadings:
+        assert isinstance(self.processes, ProcessReadings)
+        return self.processes
+
+
+class FlowRates(Mapping[FlowKey, float]):
+    """The smoothed rate (bytes/s) of each flow of one sample, in the
+    sample's row order, so that a source can match them to what it read."""
+
+    def __init__(self, readings: FlowReadings, rates: np.ndarray) -> None:
+        self.readings = readings
+        self.array = rates  # float64, one per row of `readings`
+
+    def __getitem__(self, key: FlowKey) -> float:
+        return float(self.array[self.readings._lookup()[key]])
+
+    def __iter__(self) -> Iterator[FlowKey]:
+        return iter(self.readings)
+
+    def __len__(self) -> int:
+        return len(self.array)
 
 
 @dataclass(frozen=True)
@@ -74,6 +286,125 @@ class FlowStat:
     kernel: bool = False
 
 
+class FlowTable(Sequence[FlowStat]):
+    """A snapshot's flows as columns, in the snapshot's order (highest rate
+    first). Reads as a sequence of FlowStat, made when a row is looked at."""
+
+    def __init__(
+        self,
+        keys: Sequence[FlowKey],
+        comms: Sequence[str],
+        counts: np.ndarray,
+        rate_bps: np.ndarray,
+        anomaly: np.ndarray,
+        kernel: np.ndarray,
+        tie_rank: np.ndarray | None = None,
+    ) -> None:
+        self.keys = keys
+        self.comms = comms
+        self.counts = counts  # (n, 4): bytes_sent, bytes_recv, packets_sent, packets_recv
+        self.rate_bps = rate_bps  # float64
+        self.anomaly = anomaly  # bool
+        self.kernel = kernel  # bool
+        self._tie_rank = tie_rank
+        self._pid: np.ndarray | None = None
+        self._stats: dict[int, FlowStat] = {}
+
+    @classmethod
+    def from_stats(cls, stats: Iterable[FlowStat]) -> FlowTable:
+        stats = list(stats)
+        return cls(
+            keys=[f.key for f in stats],
+            comms=[f.comm for f in stats],
+            counts=_counts_array(
+                (f.bytes_sent, f.bytes_recv, f.packets_sent, f.packets_recv) for f in stats
+            ),
+            rate_bps=np.array([f.rate_bps for f in stats], dtype=np.float64),
+            anomaly=np.array([f.anomaly for f in stats], dtype=bool),
+            kernel=np.array([f.kernel for f in stats], dtype=bool),
+        )
+
+    @property
+    def pid(self) -> np.ndarray:
+        if self._pid is None:
+            self._pid = np.fromiter((k.pid for k in self.keys), np.int64, len(self.keys))
+        return self._pid
+
+    @property
+    def tie_rank(self) -> np.ndarray:
+        """Each row's rank by `flow_tie`: equal ties, equal ranks."""
+        if self._tie_rank is None:
+            self._tie_rank = dense_rank([flow_tie(k) for k in self.keys])
+        return self._tie_rank
+
+    def take(self, rows: np.ndarray) -> FlowTable:
+        """The rows at `rows` (indices or a mask), in that order."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        picked = index.tolist()
+        return FlowTable(
+            keys=list(map(self.keys.__getitem__, picked)),
+            comms=list(map(self.comms.__getitem__, picked)),
+            counts=self.counts[index],
+            rate_bps=self.rate_bps[index],
+            anomaly=self.anomaly[index],
+            kernel=self.kernel[index],
+            tie_rank=self.tie_rank[index],
+        )
+
+    def stat(self, row: int) -> FlowStat:
+        stat = self._stats.get(row)
+        if stat is None:
+            c = self.counts[row].tolist()
+            stat = self._stats[row] = FlowStat(
+                key=self.keys[row], comm=self.comms[row], bytes_sent=c[0], bytes_recv=c[1],
+                packets_sent=c[2], packets_recv=c[3], rate_bps=float(self.rate_bps[row]),
+                anomaly=bool(self.anomaly[row]), kernel=bool(self.kernel[row]),
+            )  # fmt: skip
+        return stat
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowStat: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[FlowStat]: ...
+    def __getitem__(self, index: int | slice) -> FlowStat | list[FlowStat]:
+        if isinstance(index, slice):
+            return [self.stat(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("flow row out of range")
+        return self.stat(index)
+
+    def __iter__(self) -> Iterator[FlowStat]:
+        return (self.stat(i) for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FlowTable | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FlowTable({list(self)!r})"
+
+
+def dense_rank(items: Sequence[Any]) -> np.ndarray:
+    """Each item's rank in sorted order; equal items share a rank."""
+    order = sorted(range(len(items)), key=items.__getitem__)
+    ranks = np.empty(len(items), dtype=np.int64)
+    rank, previous = -1, object()
+    for i in order:
+        if items[i] != previous:
+            rank += 1
+            previous = items[i]
+        ranks[i] = rank
+    return ranks
+
+
 @dataclass(frozen=True)
 class ProcessStat:
     pid: int
@@ -86,11 +417,23 @@ class ProcessStat:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The state of the world after one poll: the JSON Lines contract."""
+    """The state of the world after one poll: the JSON Lines contract.
+
+    `flows` is always a FlowTable (a sequence of FlowStat given here is
+    turned into one)."""
 
     ts: float  # unix seconds
     interval_s: float  # seconds covered since the previous snapshot
-    flows: tuple[FlowStat, ...]
+    flows: Sequence[FlowStat]
     processes: tuple[ProcessStat, ...]
     protocols: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.flows, FlowTable):
+            object.__setattr__(self, "flows", FlowTable.from_stats(self.flows))
+
+    @property
+    def table(self) -> FlowTable:
+        assert isinstance(self.flows, FlowTable)
+        return self.flows

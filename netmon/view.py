@@ -1,10 +1,12 @@
 """What the screen shows, as plain data: no curses here.
 
 `View` holds the current snapshot and, per (snapshot, mode, sort column,
-filter, kernel toggle), the sorted and filtered row list. Building a frame
-only formats the rows in the visible window, so its cost does not grow with
-the number of flows. Keys are applied to the immutable `UIState` by
-`apply_key`; the curses layer only translates key codes and paints.
+filter, kernel toggle), the sorted and filtered row list. Flows are sorted
+on the snapshot's columns (numpy, no per-flow objects); a row becomes a
+FlowStat only when it is shown. Building a frame only formats the rows in
+the visible window, so its cost does not grow with the number of flows.
+Keys are applied to the immutable `UIState` by `apply_key`; the curses
+layer only translates key codes and paints.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast, overload
 
-from netmon.model import FlowStat, ProcessStat, Snapshot
+import numpy as np
+
+from netmon.model import FlowStat, FlowTable, ProcessStat, Snapshot, dense_rank
 from netmon.ui.text import display_width, fit, sanitize, truncate
 from netmon.units import format_bytes, format_rate
 
@@ -137,6 +141,9 @@ class Column(Generic[R]):
     sort_key: Callable[[R], Any]
     text: Callable[[R], str]
     safe: bool = False  # text is made from numbers: nothing to sanitise
+    # For flows, the same order computed on a whole FlowTable: arrays for
+    # np.lexsort, least significant first.
+    table_key: Callable[[FlowTable], list[np.ndarray]] | None = None
 
 
 def _name(comm: str, kernel: bool) -> str:
@@ -162,8 +169,27 @@ def _ip_key(ip: str | None) -> tuple[int, int, str]:
     return (addr.version, int(addr), "")
 
 
-def _flow_tie(f: FlowStat) -> tuple[int, str, int, str]:
-    return (f.key.pid, f.key.protocol, f.key.port, f.key.remote_ip or "")
+def _ranks(values: Sequence[str]) -> np.ndarray:
+    """Each string's rank in sorted order (names, protocols, roles: few
+    distinct values, so rank those and look each one up)."""
+    rank = {v: i for i, v in enumerate(sorted(set(values)))}
+    return np.fromiter(map(rank.__getitem__, values), np.int64, len(values))
+
+
+def _descending(values: np.ndarray) -> np.ndarray:
+    """An ascending sort key for biggest first."""
+    if values.dtype.kind == "u":
+        return cast(np.ndarray, np.iinfo(values.dtype).max - values)
+    return cast(np.ndarray, -values)
+
+
+def _port_key(t: FlowTable) -> list[np.ndarray]:
+    ports = np.fromiter((k.port for k in t.keys), np.int64, len(t.keys))
+    return [_ranks([k.role for k in t.keys]), ports]
+
+
+def _remote_key(t: FlowTable) -> list[np.ndarray]:
+    return [dense_rank([_ip_key(k.remote_ip) for k in t.keys])]
 
 
 # Priorities: on a narrow screen the lowest goes first, so RATE, PID and the
@@ -171,24 +197,29 @@ def _flow_tie(f: FlowStat) -> tuple[int, str, int, str]:
 # need no sanitising.
 FLOW_COLUMNS: tuple[Column[FlowStat], ...] = (
     Column(Col.PID, "PID", width=7, max_width=7, align="right", priority=8, descending=False,
-           sort_key=lambda f: f.key.pid, text=lambda f: str(f.key.pid), safe=True),
+           sort_key=lambda f: f.key.pid, text=lambda f: str(f.key.pid), safe=True,
+           table_key=lambda t: [t.pid]),
     Column(Col.NAME, "PROCESS", width=8, max_width=20, align="left", priority=7, descending=False,
-           sort_key=lambda f: f.comm.lower(), text=lambda f: _name(f.comm, f.kernel)),
+           sort_key=lambda f: f.comm.lower(), text=lambda f: _name(f.comm, f.kernel),
+           table_key=lambda t: [_ranks([c.lower() for c in t.comms])]),
     Column(Col.PROTO, "PROTO", width=6, max_width=6, align="left", priority=3, descending=False,
-           sort_key=lambda f: f.key.protocol, text=lambda f: f.key.protocol),
+           sort_key=lambda f: f.key.protocol, text=lambda f: f.key.protocol,
+           table_key=lambda t: [_ranks([k.protocol for k in t.keys])]),
     Column(Col.PORT, "PORT", width=7, max_width=7, align="right", priority=5, descending=False,
-           sort_key=lambda f: (f.key.port, f.key.role), text=_port, safe=True),
+           sort_key=lambda f: (f.key.port, f.key.role), text=_port, safe=True,
+           table_key=_port_key),
     Column(Col.REMOTE, "REMOTE", width=15, max_width=39, align="left", priority=4,
            descending=False, sort_key=lambda f: _ip_key(f.key.remote_ip),
-           text=lambda f: f.key.remote_ip or "-"),
+           text=lambda f: f.key.remote_ip or "-", table_key=_remote_key),
     Column(Col.SENT, "SENT", width=9, max_width=9, align="right", priority=2, descending=True,
            sort_key=lambda f: -f.bytes_sent, text=lambda f: format_bytes(f.bytes_sent),
-           safe=True),
+           safe=True, table_key=lambda t: [_descending(t.counts[:, 0])]),
     Column(Col.RECV, "RECV", width=9, max_width=9, align="right", priority=1, descending=True,
            sort_key=lambda f: -f.bytes_recv, text=lambda f: format_bytes(f.bytes_recv),
-           safe=True),
+           safe=True, table_key=lambda t: [_descending(t.counts[:, 1])]),
     Column(Col.RATE, "RATE", width=11, max_width=11, align="right", priority=9, descending=True,
-           sort_key=lambda f: -f.rate_bps, text=lambda f: format_rate(f.rate_bps), safe=True),
+           sort_key=lambda f: -f.rate_bps, text=lambda f: format_rate(f.rate_bps), safe=True,
+           table_key=lambda t: [-t.rate_bps]),
 )  # fmt: skip
 
 PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
@@ -249,13 +280,44 @@ def _matches(needle: str, haystacks: Sequence[str]) -> bool:
     return any(needle in h for h in haystacks)
 
 
-def _flow_fields(f: FlowStat) -> tuple[str, ...]:
-    return (
-        sanitize(f.comm).lower(),
-        str(f.key.pid),
-        str(f.key.port),
-        (f.key.remote_ip or "").lower(),
+def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
+    """Flows whose name, PID, port or IP contains `needle`."""
+    return np.fromiter(
+        (
+            _matches(
+                needle,
+                (
+                    sanitize(comm).lower(),
+                    str(key.pid),
+                    str(key.port),
+                    (key.remote_ip or "").lower(),
+                ),
+            )
+            for key, comm in zip(table.keys, table.comms, strict=True)
+        ),
+        dtype=bool,
+        count=len(table),
     )
+
+
+class FlowRows(Sequence[FlowStat]):
+    """Rows of a FlowTable in a given order; FlowStat made on access."""
+
+    def __init__(self, table: FlowTable, order: np.ndarray) -> None:
+        self.table = table
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowStat: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[FlowStat]: ...
+    def __getitem__(self, index: int | slice) -> FlowStat | list[FlowStat]:
+        if isinstance(index, slice):
+            return [self.table.stat(i) for i in self.order[index].tolist()]
+        return self.table.stat(int(self.order[index]))
 
 
 class View:
@@ -265,12 +327,12 @@ class View:
         self.settings = settings
         self.snapshot: Snapshot | None = None
         self._generation = 0
-        self._process_rows: list[ProcessRow] = []
+        self._process_rows: list[ProcessRow] | None = None
         self._anomalies = 0
         self._total_rate = 0.0
         self._cache_key: tuple[Any, ...] | None = None
-        self._cache_rows: list[Any] = []
-        self._base: dict[Mode, list[Any]] = {}  # rows in tie-break order
+        self._cache_rows: Sequence[Any] = []
+        self._base: list[ProcessRow] | None = None  # process rows in tie-break order
         # Formatted table lines by row identity, for one layout at a time:
         # scrolling then only formats the rows coming into view.
         self._line_cache: dict[int, Line] = {}
@@ -287,74 +349,81 @@ class View:
         self.snapshot = snap
         self._generation += 1
         self._cache_key = None
-        self._base = {}
+        self._base = None
+        self._process_rows = None
         self._line_cache = {}
-        flows_per_pid: dict[int, int] = {}
-        anomalous_pids: set[int] = set()
-        anomalies = 0
-        total = 0.0
-        for f in snap.flows:
-            flows_per_pid[f.key.pid] = flows_per_pid.get(f.key.pid, 0) + 1
-            total += f.rate_bps
-            if f.anomaly:
-                anomalies += 1
-                anomalous_pids.add(f.key.pid)
-        self._anomalies = anomalies
-        self._total_rate = total
-        self._process_rows = [
-            ProcessRow(p, flows_per_pid.get(p.pid, 0), p.pid in anomalous_pids)
-            for p in snap.processes
-        ]
+        table = snap.table
+        self._anomalies = int(np.count_nonzero(table.anomaly))
+        self._total_rate = float(table.rate_bps.sum())
+
+    def _processes(self) -> list[ProcessRow]:
+        """The process view's rows, made when that view is first shown."""
+        if self._process_rows is None:
+            if self.snapshot is None:
+                return []
+            table = self.snapshot.table
+            pids, counts = np.unique(table.pid, return_counts=True)
+            flows_per_pid = dict(zip(pids.tolist(), counts.tolist(), strict=True))
+            anomalous_pids = set(table.pid[table.anomaly].tolist())
+            self._process_rows = [
+                ProcessRow(p, flows_per_pid.get(p.pid, 0), p.pid in anomalous_pids)
+                for p in self.snapshot.processes
+            ]
+        return self._process_rows
 
     # -- the cached list -------------------------------------------------
 
-    def rows(self, state: UIState) -> list[Any]:
+    def rows(self, state: UIState) -> Sequence[Any]:
         """Sorted (natural order of the sort column) and filtered rows.
 
         Recomputed only when the snapshot, mode, sort column, filter or
-        kernel toggle change; `reverse` is applied when slicing."""
+        kernel toggle change; `reverse` is applied when slicing. Ties in the
+        sort column keep the base order (by pid, then the rest of the flow
+        key, then the snapshot's order)."""
         sort = effective_sort(state)
         key = (self._generation, state.mode, sort, state.filter_text, state.show_kernel)
         if key == self._cache_key:
             return self._cache_rows
         needle = state.filter_text.lower()
-        rows: list[Any]
+        column = next(c for c in columns_for(state.mode) if c.id is sort)
+        rows: Sequence[Any]
         if self.snapshot is None:
             rows = []
         elif state.mode is Mode.FLOWS:
-            rows = [
-                f
-                for f in self._base_rows(Mode.FLOWS)
-                if (state.show_kernel or not f.kernel)
-                and (not needle or _matches(needle, _flow_fields(f)))
-            ]
+            rows = self._flow_rows(self.snapshot.table, column, needle, state.show_kernel)
         else:
-            rows = [
+            process_rows = [
                 p
-                for p in self._base_rows(Mode.PROCESSES)
+                for p in self._base_rows()
                 if (state.show_kernel or not p.stat.kernel)
                 and (
                     not needle or _matches(needle, (sanitize(p.stat.comm).lower(), str(p.stat.pid)))
                 )
             ]
-        column = next(c for c in columns_for(state.mode) if c.id is sort)
-        rows.sort(key=column.sort_key)
+            process_rows.sort(key=column.sort_key)
+            rows = process_rows
         self._cache_key = key
         self._cache_rows = rows
         return rows
 
-    def _base_rows(self, mode: Mode) -> list[Any]:
-        """Rows in tie-break order, sorted once per snapshot and mode so that
-        each column's sort needs only a simple key (much faster on 10K rows)."""
-        base = self._base.get(mode)
-        if base is None:
-            if mode is Mode.FLOWS:
-                flows = self.snapshot.flows if self.snapshot else ()
-                base = sorted(flows, key=_flow_tie)
-            else:
-                base = sorted(self._process_rows, key=lambda p: p.stat.pid)
-            self._base[mode] = base
-        return base
+    def _flow_rows(
+        self, table: FlowTable, column: Column[Any], needle: str, show_kernel: bool
+    ) -> FlowRows:
+        shown = np.ones(len(table), dtype=bool) if show_kernel else ~table.kernel
+        if needle:
+            shown &= _filter_mask(table, needle)
+        rows = np.flatnonzero(shown)
+        assert column.table_key is not None
+        keys = [k[rows] for k in column.table_key(table)]
+        # lexsort is stable: equal keys keep the table's (the snapshot's) order.
+        return FlowRows(table, rows[np.lexsort([table.tie_rank[rows], *keys])])
+
+    def _base_rows(self) -> list[ProcessRow]:
+        """Process rows by pid, sorted once per snapshot so that each
+        column's sort needs only a simple key."""
+        if self._base is None:
+            self._base = sorted(self._processes(), key=lambda p: p.stat.pid)
+        return self._base
 
     def visible_rows(self, state: UIState, count: int) -> list[Any]:
         rows = self.rows(state)
@@ -363,7 +432,7 @@ class View:
         if state.reverse:
             n = len(rows)
             return [rows[n - 1 - i] for i in range(start, end)]
-        return rows[start:end]
+        return list(rows[start:end])
 
     @property
     def anomalies(self) -> int:

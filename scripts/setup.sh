@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything netmon needs on Debian 12+ or Ubuntu 24.04+, idempotently:
-#   - apt packages: python3-bpfcc (BCC), python3-venv, gcc (bench), and the
+#   - apt packages: python3-bpfcc (BCC), python3-venv, python3-numpy, gcc, and the
 #     packages the kernel tests list in tests/kernel/APT_PACKAGES;
 #   - iperf3 and nethogs for the benches (bench/stream.py, bench/footprint.py),
 #     where the distribution has them;
@@ -19,7 +19,7 @@ SYS_PYTHON=/usr/bin/python3
 KREL=$(uname -r)
 MODDIR="/lib/modules/$KREL"
 TEST_APT_LIST="$ROOT/tests/kernel/APT_PACKAGES"
-BASE_PACKAGES=(python3-bpfcc python3-venv gcc libc6-dev)
+BASE_PACKAGES=(python3-bpfcc python3-venv python3-numpy gcc libc6-dev)
 # Workload and comparison tools of the benches; the benches skip what is missing.
 BENCH_PACKAGES=(iperf3 nethogs)
 

@@ -4,16 +4,19 @@ its maps. The only module that imports bcc."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import ipaddress
 import logging
 import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from netmon.abi import Abi, bpf_dir, load_abi
 from netmon.config import PROBE_MODES
@@ -24,7 +27,14 @@ from netmon.errors import (
     ProbeError,
     TracefsUnavailable,
 )
-from netmon.model import FlowCounters, FlowKey, ProcessCounters, RawSample
+from netmon.model import (
+    COUNT_FIELDS,
+    FlowKey,
+    FlowRates,
+    FlowReadings,
+    ProcessReadings,
+    RawSample,
+)
 from netmon.sources.bpf_link import LinkError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
 from netmon.sources.memory import release_compiler_memory
@@ -62,33 +72,41 @@ _BTF_OFFSETS = {
 # name) that report the peers of unconnected UDP calls, and count the raw and
 # ICMP sockets that exist.
 CGROUP_PROGRAMS = {
-    "udp4_sendmsg_peer": ("CGROUP_UDP4_SENDMSG", "CGROUP_SOCK_ADDR"),
-    "udp6_sendmsg_peer": ("CGROUP_UDP6_SENDMSG", "CGROUP_SOCK_ADDR"),
     "udp4_recvmsg_peer": ("CGROUP_UDP4_RECVMSG", "CGROUP_SOCK_ADDR"),
     "udp6_recvmsg_peer": ("CGROUP_UDP6_RECVMSG", "CGROUP_SOCK_ADDR"),
     "raw_socket_created": ("CGROUP_INET_SOCK_CREATE", "CGROUP_SOCK"),
     "raw_socket_released": ("CGROUP_INET_SOCK_RELEASE", "CGROUP_SOCK"),
 }
 
-# Socket mode: the counting programs, attached after the cgroup programs.
+# The counting programs of each mode (function -> tracepoint), attached by
+# LiveSource.open once everything they rely on is in place: the listening
+# ports that predate netmon, and in socket mode the cgroup programs.
+_SYSCALL_PAIRS = ("sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg",
+                  "read", "readv", "write", "writev")  # fmt: skip
 COUNTING_PROGRAMS = {
-    "count_send": "sock:sock_send_length",
-    "count_recv": "sock:sock_recv_length",
+    "socket": {"count_send": "sock:sock_send_length", "count_recv": "sock:sock_recv_length"},
+    "syscalls": {
+        f"count_{edge}_{call}": f"syscalls:sys_{edge}_{call}"
+        for call in _SYSCALL_PAIRS
+        for edge in ("enter", "exit")
+    },
 }
 
-# Socket mode: syscall tracepoints that give the peers of unconnected raw and
-# ICMP sockets (function name -> tracepoint).
+# Socket mode: syscall tracepoints that give the sources of receives on
+# unconnected raw and ICMP sockets, attached only while such sockets exist.
 RAW_PEER_PROGRAMS = {
     f"raw_{edge}_{call}": f"syscalls:sys_{edge}_{call}"
-    for call, edges in (
-        ("sendto", ("enter",)),
-        ("sendmsg", ("enter",)),
-        ("sendmmsg", ("enter",)),
-        ("recvfrom", ("enter", "exit")),
-        ("recvmsg", ("enter", "exit")),
-        ("recvmmsg", ("enter", "exit")),
-    )
-    for edge in edges
+    for call in ("recvfrom", "recvmsg", "recvmmsg")
+    for edge in ("enter", "exit")
+}
+
+# Where a send's destination is, in the user registers saved at syscall
+# entry (struct pt_regs): the member holding the syscall number, the members
+# holding the syscall's 2nd, 3rd and 5th arguments, and the numbers of
+# sendto, sendmsg and sendmmsg.
+_SYSCALL_REGS = {
+    "x86_64": (("orig_ax", "si", "dx", "r8"), (44, 46, 307)),
+    "aarch64": (("syscallno", "regs[1]", "regs[2]", "regs[4]"), (206, 211, 269)),
 }
 
 _CAP_PERFMON, _CAP_BPF, _CAP_SYS_ADMIN = 38, 39, 21
@@ -171,6 +189,7 @@ def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> li
         raise ProbeError("unsupported struct sock layout: sk_type and sk_protocol not adjacent")
     offsets["OFF_SK_TYPE_PROTOCOL"] = min(sk_type, sk_protocol)
     offsets["OFF_SK_TYPE_INDEX"] = int(sk_type > sk_protocol)
+    offsets.update(_syscall_regs(btf))
     flags = [f"-I{bpf_dir()}", f"-DNETMON_MAX_FLOWS={max_flows}"]
     flags.append("-DNETMON_MODE_SOCKET=1" if mode == "socket" else "-DNETMON_MODE_SYSCALLS=1")
     low, high = ephemeral_range()
@@ -179,6 +198,24 @@ def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> li
         flags.append("-DNETMON_HAVE_SET_STATE=1")
     flags += [f"-D{macro}={value}" for macro, value in offsets.items()]
     return flags
+
+
+def _syscall_regs(btf: Any) -> dict[str, int]:
+    """Macros that let the program read a send's arguments from pt_regs. On
+    an architecture not listed, no syscall number matches: sends on
+    unconnected sockets are counted without their peer."""
+    names = ("NETMON_REGS_NR", "NETMON_REGS_ARG1", "NETMON_REGS_ARG2", "NETMON_REGS_ARG4")
+    numbers = ("NETMON_NR_SENDTO", "NETMON_NR_SENDMSG", "NETMON_NR_SENDMMSG")
+    known = _SYSCALL_REGS.get(platform.machine())
+    if known is None:
+        return {**dict.fromkeys(names, 0), **dict.fromkeys(numbers, 0xFFFFFFFF)}
+    members, nrs = known
+    out: dict[str, int] = {}
+    for macro, member in zip(names, members, strict=True):
+        field, _, index = member.partition("[")
+        out[macro] = btf.offset("pt_regs", field) + 8 * int(index.rstrip("]") or 0)
+    out.update(zip(numbers, nrs, strict=True))
+    return out
 
 
 def render_program(max_flows: int, probes: str) -> str:
@@ -212,6 +249,7 @@ def _resolve_mode(bcc: Any, probes: str) -> str:
     return probes
 
 
+@lru_cache(maxsize=4096)  # peers shared by many flows; each flow is decoded once
 def _format_ip(family: str, raw: bytes) -> str | None:
     if family == "IPv4":
         raw = raw[:4]
@@ -227,22 +265,133 @@ def _scalar(value: Any) -> int:
     return int(getattr(value, "value", value))
 
 
-def _comm(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+# -- the per-interval read path ------------------------------------------------
 
 
-class _PerCpu:
-    """One entry of a per-CPU traffic_stats map, its CPUs' copies combined:
-    counters summed, the name and flags of the copy named last."""
+def numpy_dtype(ctype: Any) -> np.dtype[Any]:
+    """The numpy layout of a ctypes type BCC built from a map's C key or
+    value type, with char arrays as byte strings."""
+    dtype: np.dtype[Any] = np.dtype(ctype)
+    if dtype.names is None:
+        return dtype
+    fields = dtype.fields
+    assert fields is not None
+    formats = []
+    for name in dtype.names:
+        field = fields[name][0]
+        if field.subdtype is not None and field.subdtype[0] == np.dtype("S1"):
+            field = np.dtype(f"S{field.itemsize}")
+        formats.append(field)
+    return np.dtype({"names": list(dtype.names), "formats": formats,
+                     "offsets": [fields[n][1] for n in dtype.names],
+                     "itemsize": dtype.itemsize})  # fmt: skip
 
-    def __init__(self, copies: Any) -> None:
-        self.bytes_sent = sum(c.bytes_sent for c in copies)
-        self.bytes_recv = sum(c.bytes_recv for c in copies)
-        self.packets_sent = sum(c.packets_sent for c in copies)
-        self.packets_recv = sum(c.packets_recv for c in copies)
-        named = max(copies, key=lambda c: c.named_ns)
-        self.comm = _comm(bytes(named.comm))
-        self.flags = named.flags
+
+def _lookup_batch(table: Any, keys: Any, values: Any) -> int:
+    """Fill `keys` and `values` (ctypes arrays as long as the map) with every
+    entry of a hash map, with BPF_MAP_LOOKUP_BATCH; returns how many."""
+    from bcc.libbcc import lib
+
+    key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
+    in_batch, out_batch, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
+    total = 0
+    while total < len(keys):
+        count.value = len(keys) - total
+        res = lib.bpf_lookup_batch(
+            table.map_fd,
+            ctypes.byref(in_batch) if total else None,
+            ctypes.byref(out_batch),
+            ctypes.byref(keys, key_size * total),
+            ctypes.byref(values, value_size * total),
+            ctypes.byref(count),
+        )
+        err = ctypes.get_errno()
+        total += count.value
+        if res != 0:
+            if err == errno.ENOENT:  # the end of the map
+                break
+            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH failed: {os.strerror(err)}")
+        if count.value == 0:
+            break
+        in_batch.value = out_batch.value
+    return total
+
+
+def counter_columns(values: np.ndarray, kernel_flag: int) -> tuple[np.ndarray, ...]:
+    """Counters (n, 4), names and kernel-thread marks of a batch of
+    `struct traffic_stats` (traffic_map and pid_stats values): the one
+    place that knows what a value holds. The maps are per CPU: `values` has
+    one column per CPU, whose counters add up; the name and flags are those
+    of the copy named last (see netmon.h)."""
+    if values.ndim == 1:
+        values = values[:, np.newaxis]
+    counts = np.stack([values[f].sum(axis=1, dtype=np.uint64) for f in COUNT_FIELDS], axis=1)
+    named = values[np.arange(len(values)), values["named_ns"].argmax(axis=1)]
+    return counts, named["comm"], (named["flags"] & kernel_flag) != 0
+
+
+def current_names(
+    flow_pids: np.ndarray, flow_comm: np.ndarray, pids: np.ndarray, comm: np.ndarray
+) -> np.ndarray:
+    """The kernel keeps a process's name current (renames, exec); a flow's
+    own name is the one it had when the flow began: show the process's."""
+    if not len(pids) or not len(flow_pids):
+        return flow_comm
+    order = np.argsort(pids)
+    at = np.searchsorted(pids[order], flow_pids).clip(max=len(pids) - 1)
+    found = pids[order][at] == flow_pids
+    names = comm[order][at]
+    return np.where(found & (names != b""), names, flow_comm)
+
+
+# A rate is written back into anomaly_map when it has moved by more than
+# 1/PUBLISH_MOVED of the value last written for that flow (integer bytes/s),
+# when the flow was never written, or when it was last written
+# PUBLISH_EVERY reads ago (so that an entry the LRU map dropped comes back).
+PUBLISH_MOVED = 16
+PUBLISH_EVERY = 10
+
+
+class PublishedRates:
+    """What was last written into anomaly_map, row by row of the last read."""
+
+    def __init__(self) -> None:
+        self._reads = 0
+        self._ids: Sequence[Hashable] = []
+        self._token: bytes | None = None
+        self.value = np.zeros(0, dtype=np.int64)
+        self.written_at = np.zeros(0, dtype=np.int64)  # read number, -1: never
+
+    def due(
+        self, ids: Callable[[], Sequence[Hashable]], token: bytes | None, rates: np.ndarray
+    ) -> np.ndarray:
+        """Which of `rates` (int bytes/s per row of a read) to write now.
+        `ids` gives the rows' ids; an equal `token` means the same rows as
+        last time."""
+        self._reads += 1
+        if token is None or token != self._token:
+            self._align(ids())
+            self._token = token
+        old = self.value
+        moved = np.abs(rates - old) * PUBLISH_MOVED > old
+        stale = self._reads - self.written_at >= PUBLISH_EVERY
+        due: np.ndarray = (self.written_at < 0) | moved | stale
+        return due
+
+    def written(self, rows: np.ndarray, rates: np.ndarray) -> None:
+        self.value[rows] = rates[rows]
+        self.written_at[rows] = self._reads
+
+    def _align(self, ids: Sequence[Hashable]) -> None:
+        """Carry what was written over to the rows of a new read."""
+        before = {row_id: n for n, row_id in enumerate(self._ids)}
+        at = np.array([before.get(i, -1) for i in ids], dtype=np.intp)
+        known = at >= 0
+        value = np.zeros(len(ids), dtype=np.int64)
+        written_at = np.full(len(ids), -1, dtype=np.int64)
+        value[known] = self.value[at[known]]
+        written_at[known] = self.written_at[at[known]]
+        self._ids, self.value, self.written_at = ids, value, written_at
 
 
 class LiveSource:
@@ -258,8 +407,12 @@ class LiveSource:
         self._protocols = bpf["protocol_totals"]
         self._anomaly = bpf["anomaly_map"]
         self._counters = bpf["counters"]
-        self._raw_keys: dict[FlowKey, Any] = {}
         self._batch = True
+        # The per-interval read path: reusable batch buffers, the last read.
+        self._raw_batch = True
+        self._buffers: dict[str, tuple[Any, Any]] = {}
+        self._last_read: tuple[FlowReadings, np.ndarray] | None = None
+        self._published = PublishedRates()
         self._closed = False
         self._links: list[int] = []  # cgroup attachments: closing the fd detaches
         self._raw_sockets_at_start = 0
@@ -289,9 +442,11 @@ class LiveSource:
             source._seed_maps()
             if mode == "socket":
                 source._attach_cgroup_programs(bcc)
-                for fn_name, tracepoint in COUNTING_PROGRAMS.items():
-                    bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
-                # After the counting programs are attached, so none is missed.
+            for fn_name, tracepoint in COUNTING_PROGRAMS[mode].items():
+                bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
+            if mode == "socket":
+                # After the cgroup programs that count raw/ICMP sockets as
+                # they come and go are attached, so none is missed.
                 source._raw_sockets_at_start = raw_and_icmp_sockets()
                 source.update_raw_peer_hooks()
         except Exception:
@@ -381,6 +536,36 @@ class LiveSource:
                 self._batch = False
         return iter(list(table.items()))
 
+    def _dump(self, name: str, table: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Every key and value of a hash map, as numpy records (copies). The
+        values of a per-CPU map come as one row per key, one column per CPU."""
+        per_cpu = hasattr(table, "sLeaf")  # BCC's per-CPU tables: Leaf = sLeaf * CPUs
+        cpus = int(table.total_cpu) if per_cpu else 1
+        key_type = numpy_dtype(table.Key)
+        value_type = numpy_dtype(table.sLeaf if per_cpu else table.Leaf)
+
+        def shaped(values: np.ndarray) -> np.ndarray:
+            return values.reshape(-1, cpus) if per_cpu else values
+
+        if self._raw_batch:
+            buffers = self._buffers.get(name)
+            if buffers is None:
+                size = table.max_entries
+                buffers = self._buffers[name] = ((table.Key * size)(), (table.Leaf * size)())
+            try:
+                n = _lookup_batch(table, *buffers)
+            except Exception as exc:  # older kernels: no batch ops on this map type
+                log.info("batch map reads unavailable (%s); using per-key reads", exc)
+                self._raw_batch = False
+            else:
+                return (np.frombuffer(buffers[0], key_type, n).copy(),
+                        shaped(np.frombuffer(buffers[1], value_type, n * cpus).copy()))  # fmt: skip
+        pairs = list(self._items(table))
+        keys = b"".join(bytes(k) for k, _ in pairs)
+        values = b"".join(bytes(v) for _, v in pairs)
+        return (np.frombuffer(keys, key_type).copy(),
+                shaped(np.frombuffer(values, value_type).copy()))  # fmt: skip
+
     def read(self) -> RawSample:
         self.update_raw_peer_hooks()
         monotonic_ns = time.monotonic_ns()
@@ -388,40 +573,25 @@ class LiveSource:
         # The creation count first: a flow created while the map is being read
         # then shows up as present, never as evicted.
         created = self._counter("COUNTER_FLOWS_CREATED")
-        flows: dict[FlowKey, FlowCounters] = {}
-        raw_keys: dict[FlowKey, Any] = {}
+        keys, values = self._dump("traffic_map", self._traffic)
+        pid_keys, pid_values = self._dump("pid_stats", self._pids)
         kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
-        for raw_key, copies in self._items(self._traffic):
-            key = self._flow_key(raw_key)
-            st = _PerCpu(copies)
-            flows[key] = FlowCounters(
-                bytes_sent=st.bytes_sent,
-                bytes_recv=st.bytes_recv,
-                packets_sent=st.packets_sent,
-                packets_recv=st.packets_recv,
-                comm=st.comm,
-                kernel=bool(st.flags & kernel_flag),
-            )
-            raw_keys[key] = raw_key
-        self._raw_keys = raw_keys
-        processes = {
-            _scalar(raw_pid): ProcessCounters(
-                pid=_scalar(raw_pid),
-                comm=st.comm,
-                bytes_sent=st.bytes_sent,
-                bytes_recv=st.bytes_recv,
-                packets_sent=st.packets_sent,
-                packets_recv=st.packets_recv,
-                kernel=bool(st.flags & kernel_flag),
-            )
-            for raw_pid, st in ((p, _PerCpu(c)) for p, c in self._items(self._pids))
-        }
-        # The kernel keeps a process's name current (renames, exec); a flow's
-        # own name is the one it had when the flow began.
-        for key, counters in flows.items():
-            process = processes.get(key.pid)
-            if process is not None and process.comm and process.comm != counters.comm:
-                flows[key] = replace(counters, comm=process.comm)
+        counts, comm, kernel = counter_columns(values, kernel_flag)
+        pid_counts, pid_comm, pid_kernel = counter_columns(pid_values, kernel_flag)
+        pids = pid_keys.astype(np.int64)
+        raw_keys = keys.view(np.dtype((np.void, keys.dtype.itemsize)))
+        flows = FlowReadings(
+            ids=raw_keys.tolist,  # bytes of each key, made only if needed
+            key_of=self._flow_key,
+            counts=counts,
+            comm=current_names(keys["pid"].astype(np.int64), comm, pids, pid_comm),
+            kernel=kernel,
+            rows_token=keys.tobytes(),  # same bytes: same flows in the same order
+        )
+        self._last_read = (flows, keys)
+        processes = ProcessReadings(
+            ids=pids.tolist(), counts=pid_counts, comm=pid_comm, kernel=pid_kernel
+        )
         protocols = self._protocol_totals()
         return RawSample(
             monotonic_ns=monotonic_ns,
@@ -432,7 +602,9 @@ class LiveSource:
             dropped=self._dropped(created, len(flows)),
         )
 
-    def _flow_key(self, raw_key: Any) -> FlowKey:
+    def _flow_key(self, raw: bytes) -> FlowKey:
+        """The FlowKey of a traffic_map key (its bytes)."""
+        raw_key = self._traffic.Key.from_buffer_copy(raw)
         family = self._abi.name("FAMILY", raw_key.family)
         return FlowKey(
             pid=raw_key.pid,
@@ -445,7 +617,7 @@ class LiveSource:
 
     def read_published_rates(self) -> dict[FlowKey, int]:
         """What anomaly_map holds now: the rates last written back (bytes/s)."""
-        return {self._flow_key(k): _scalar(v) for k, v in self._items(self._anomaly)}
+        return {self._flow_key(bytes(k)): _scalar(v) for k, v in self._items(self._anomaly)}
 
     def _protocol_totals(self) -> dict[str, int]:
         """Bytes per protocol name (protocol_totals is per CPU: summed here)."""
@@ -465,19 +637,37 @@ class LiveSource:
         return self._counter("COUNTER_FLOW_DROPS") + evicted
 
     def publish_rates(self, rates: Mapping[FlowKey, float]) -> None:
-        """Write the smoothed rates into anomaly_map (bytes/s)."""
-        pairs = [(self._raw_keys[k], int(r)) for k, r in rates.items() if k in self._raw_keys]
-        if not pairs:
+        """Write the smoothed rates of the flows of the last read into
+        anomaly_map (bytes/s), those that moved (see PUBLISH_MOVED)."""
+        if self._last_read is None:
+            return
+        readings, keys = self._last_read
+        if isinstance(rates, FlowRates) and rates.readings is readings:
+            values = rates.array
+        else:  # rates from elsewhere: match them to the rows by key
+            rows = {key: n for n, key in enumerate(readings)}
+            values = np.full(len(readings), np.nan)
+            for key, rate in rates.items():
+                if key in rows:
+                    values[rows[key]] = rate
+        given = ~np.isnan(values)
+        ints = np.where(given, values, 0.0).astype(np.int64)
+        due = self._published.due(lambda: readings.ids, readings.rows_token, ints) & given
+        rows_due = np.flatnonzero(due)
+        if not len(rows_due):
             return
         table = self._anomaly
-        # anomaly_map has its own ctypes class for the same C struct: copy the bytes.
-        keys = (table.Key * len(pairs))(*(table.Key.from_buffer_copy(k) for k, _ in pairs))
-        values = (table.Leaf * len(pairs))(*(v for _, v in pairs))
+        # anomaly_map has its own ctypes class for the same C struct: share the bytes.
+        key_block = np.ascontiguousarray(keys[rows_due])
+        value_block = np.ascontiguousarray(ints[rows_due].astype(np.uint64))
+        ckeys = (table.Key * len(rows_due)).from_buffer(key_block)
+        cvalues = (table.Leaf * len(rows_due)).from_buffer(value_block)
         try:
-            table.items_update_batch(keys, values)
+            table.items_update_batch(ckeys, cvalues)
         except Exception:
-            for key, value in zip(keys, values, strict=True):
+            for key, value in zip(ckeys, cvalues, strict=True):
                 table[key] = value
+        self._published.written(rows_due, ints)
 
     def close(self) -> None:
         if self._closed:

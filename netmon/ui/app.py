@@ -46,8 +46,9 @@ class Screen(Protocol):
         """(height, width)."""
         ...
 
-    def read_key(self) -> str | None:
-        """Wait briefly (about 10 ms) for a key; None if there was none."""
+    def read_key(self, timeout_s: float) -> str | None:
+        """Wait up to timeout_s for a key (a resize counts as one); None if
+        there was none."""
         ...
 
     def paint(self, frame: Frame) -> None: ...
@@ -91,6 +92,14 @@ def exit_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+# Between snapshots the loop sleeps in read_key until the next one is due,
+# waking at least every MAX_WAIT_S (so that a signal is handled promptly
+# even where the terminal library retries an interrupted wait) and waiting
+# at least MIN_WAIT_S (a feed that stays due without a snapshot must not spin).
+MAX_WAIT_S = 0.2
+MIN_WAIT_S = 0.01
+
+
 def run_loop(
     screen: Screen,
     feed: Feed,
@@ -126,7 +135,9 @@ def run_loop(
         if dirty:
             screen.paint(view.frame(state, width, height))
             dirty = False
-        key = screen.read_key()
+        due = feed.next_due()
+        wait = MAX_WAIT_S if due is None else due - clock()
+        key = screen.read_key(min(max(wait, MIN_WAIT_S), MAX_WAIT_S))
         if key is None:
             continue
         dirty = True

@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import curses
 import locale
+import math
 import os
 from collections.abc import Iterator
 
 from netmon.ui.text import display_width
 from netmon.view import Frame, Line, Role
-
-KEY_POLL_MS = 10  # keys are polled ~100 times a second
 
 _SPECIAL_KEYS = {
     curses.KEY_UP: "UP",
@@ -90,8 +89,9 @@ class CursesScreen:
         height, width = self.window.getmaxyx()
         return height, width
 
-    def read_key(self) -> str | None:
-        """Wait up to KEY_POLL_MS for a key; None if there was none."""
+    def read_key(self, timeout_s: float) -> str | None:
+        """Wait up to timeout_s (at least 1 ms) for a key; None if there was none."""
+        self.window.timeout(max(1, math.ceil(timeout_s * 1000)))
         try:
             key = self.window.get_wch()
         except curses.error:
@@ -176,7 +176,6 @@ def curses_session() -> Iterator[CursesScreen]:
         curses.noecho()
         curses.cbreak()
         window.keypad(True)
-        window.timeout(KEY_POLL_MS)
         with contextlib.suppress(curses.error, AttributeError):
             curses.set_escdelay(25)
         colours = False

@@ -21,7 +21,7 @@ from netmon.sources.bpf_link import cgroup2_mount
 from .test_pipeline import LINE_TIMEOUT_S, _read_line
 
 _BPF_PROG_QUERY = 16
-_BPF_CGROUP_UDP4_SENDMSG = 14
+_BPF_CGROUP_UDP4_RECVMSG = 19
 _BPF_CGROUP_INET_SOCK_CREATE = 2
 
 
@@ -44,7 +44,7 @@ def _attached(attach_type: int) -> int:
 
 
 def test_cgroup_programs_go_away_when_netmon_is_killed() -> None:
-    before = {t: _attached(t) for t in (_BPF_CGROUP_UDP4_SENDMSG, _BPF_CGROUP_INET_SOCK_CREATE)}
+    before = {t: _attached(t) for t in (_BPF_CGROUP_UDP4_RECVMSG, _BPF_CGROUP_INET_SOCK_CREATE)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "netmon", "--json", "--probes", "socket"],
         stdout=subprocess.PIPE,

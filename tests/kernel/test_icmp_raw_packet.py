@@ -1,9 +1,9 @@
 """ICMP and ICMPv6 (raw and ping sockets), raw IP (protocol 253) and AF_PACKET.
 
-The peers of unconnected raw and ICMP sockets come, in socket mode, from
-syscall programs that netmon attaches only while such sockets exist: the
-generators here wait, once their socket exists, until the source has seen it
-(`noticed`)."""
+The sources of what unconnected raw and ICMP sockets receive come, in socket
+mode, from syscall programs that netmon attaches only while such sockets
+exist: the generators here wait, once their socket exists, until the source
+has seen it (`noticed`)."""
 
 from __future__ import annotations
 
@@ -109,12 +109,13 @@ def test_af_packet(live: Any, spawn: Any, netns: Any) -> None:
     assert_no_problems(problems, live)
 
 
-def test_raw_sends_before_netmon_noticed_the_socket_count_without_a_peer(
+def test_raw_receives_before_netmon_noticed_the_socket_count_without_a_peer(
     live: Any, spawn: Any
 ) -> None:
     """Between a raw socket's creation and the next poll, socket mode has no
-    syscall program to give the peer: the bytes still count, exactly, on a
-    flow with no remote address. (syscalls mode always has the peer.)"""
+    syscall program to give the source of what it receives: the bytes still
+    count, exactly, on a flow with no remote address. Sends always have their
+    peer (from the syscall's arguments), and syscalls mode always has both."""
     marker = os.urandom(8)
     sizes = (10, 300)
     before = live.read()
@@ -122,12 +123,12 @@ def test_raw_sends_before_netmon_noticed_the_socket_count_without_a_peer(
     receiver = spawn("nm-raw-recv", raw_receiver, "127.0.0.1", len(sizes), marker)
     receiver.recv()
     sender = spawn("nm-raw-early", raw_sender, "127.0.0.1", sizes, marker)
-    ledgers = {sender.pid: sender.result(), receiver.pid: receiver.result()}
+    send_ledger, recv_ledger = sender.result(), receiver.result()
     after = live.read()
-    problems = []
-    for child in (sender, receiver):
-        ledger = ledgers[child.pid] if hooked else _without_peers(ledgers[child.pid])
-        problems += flow_mismatches(before, after, child.pid, ledger, child.comm, child.comm)
+    if not hooked:
+        recv_ledger = _without_peers(recv_ledger)
+    problems = flow_mismatches(before, after, sender.pid, send_ledger, sender.comm, "sender")
+    problems += flow_mismatches(before, after, receiver.pid, recv_ledger, receiver.comm, "receiver")
     assert_no_problems(problems, live)
 
 

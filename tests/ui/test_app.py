@@ -13,7 +13,7 @@ import pytest
 from netmon.errors import RecordingError
 from netmon.model import Snapshot
 from netmon.sources.replay import ReplayFeed
-from netmon.ui.app import run_loop, run_ui
+from netmon.ui.app import MAX_WAIT_S, MIN_WAIT_S, run_loop, run_ui
 from netmon.view import Frame, UIState, ViewSettings
 
 from .builders import MB, THRESHOLD, flow, snapshot
@@ -31,7 +31,8 @@ class Clock:
 
 @dataclass
 class FakeScreen:
-    """Each read_key waits 10 ms of fake time; keys arrive at scripted times."""
+    """Each read_key waits 10 ms of fake time at most (a real screen may also
+    return before its timeout); keys arrive at scripted times."""
 
     clock: Clock
     script: list[tuple[float, str]]
@@ -40,14 +41,16 @@ class FakeScreen:
     unicode: bool = True
     frames: list[tuple[float, Frame]] = field(default_factory=list)
     action: dict[float, object] = field(default_factory=dict)
+    waits: list[tuple[float, float]] = field(default_factory=list)  # (when, timeout asked)
 
     def size(self) -> tuple[int, int]:
         return self.height, self.width
 
-    def read_key(self) -> str | None:
+    def read_key(self, timeout_s: float) -> str | None:
+        self.waits.append((self.clock.now, timeout_s))
         if self.script and self.clock.now >= self.script[0][0]:
             return self.script.pop(0)[1]
-        self.clock.now = round(self.clock.now + 0.01, 2)
+        self.clock.now = round(self.clock.now + min(timeout_s, 0.01), 2)
         if self.clock.now > 100:
             raise AssertionError("the loop did not stop")
         return None
@@ -118,8 +121,8 @@ def test_resize_reads_the_new_size() -> None:
 
     original = screen.read_key
 
-    def read_key() -> str | None:
-        key = original()
+    def read_key(timeout_s: float) -> str | None:
+        key = original(timeout_s)
         if key == "RESIZE":
             screen.height, screen.width = 10, 40
         return key
@@ -129,6 +132,21 @@ def test_resize_reads_the_new_size() -> None:
     last = screen.frames[-1][1]
     assert (last.width, last.height) == (40, 10)
     assert len(last.lines) == 10
+
+
+def test_the_loop_sleeps_until_the_next_snapshot_is_due() -> None:
+    clock = Clock()
+    feed = ReplayFeed(three_snapshots()[:2], clock=clock)  # due at 0 and 1
+    screen = FakeScreen(clock, [(1.5, "q")])
+    run_loop(screen, feed, SETTINGS, UIState(), None, clock)
+    before_second = [w for when, w in screen.waits if when < 1.0]
+    assert max(before_second) == MAX_WAIT_S
+    for when, w in screen.waits:
+        if when < 1.0:  # until the second snapshot is due, no later
+            assert min(MAX_WAIT_S, 1.0 - when) - 1e-9 <= w <= max(1.0 - when, MIN_WAIT_S) + 1e-9
+    assert all(MIN_WAIT_S <= w <= MAX_WAIT_S for _, w in screen.waits)
+    # After the end of the replay nothing is due: the longest wait.
+    assert {w for when, w in screen.waits if when > 1.0} == {MAX_WAIT_S}
 
 
 # -- run_ui: exit paths -------------------------------------------------------
@@ -176,7 +194,7 @@ def run_with(action: object) -> tuple[int | BaseException, list[str], FakeRecord
     rec = FakeRecorder()
     original = screen.read_key
 
-    def read_key() -> str | None:
+    def read_key(timeout_s: float) -> str | None:
         if clock.now == 2.5:
             if isinstance(action, str):
                 return action
@@ -184,7 +202,7 @@ def run_with(action: object) -> tuple[int | BaseException, list[str], FakeRecord
                 os.kill(os.getpid(), action)
             if isinstance(action, BaseException):
                 raise action
-        return original()
+        return original(timeout_s)
 
     screen.read_key = read_key  # type: ignore[method-assign]
     feed = TrackedFeed(events, clock)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
 
-from netmon.model import Snapshot
+from netmon.model import Snapshot, flow_tie
 from netmon.ui.text import display_width, fit, sanitize
 from netmon.view import (
     FLOW_COLUMNS,
@@ -509,3 +510,57 @@ def test_each_cell_is_the_fitted_sanitised_text(settings: ViewSettings, width: i
         want = " ".join(cells)
         (seg,) = line
         assert seg.text.rstrip(" ") == want.rstrip(" ")
+
+
+# -- the column-wise sort ------------------------------------------------------
+
+
+def crowded() -> Snapshot:
+    """Many ties: few pids, ports, names and peers, repeated rates and sizes."""
+    rnd = random.Random(3)
+    flows = []
+    for _ in range(300):
+        flows.append(
+            flow(
+                rnd.choice([7, 8, 9]),
+                rnd.choice(["b", "A", "a", "中", "kworker"]),
+                rate=rnd.choice([0.0, 1.0, 11 * MB, rnd.random()]),
+                protocol=rnd.choice(["TCP", "UDP", "ICMP"]),
+                port=rnd.choice([0, 53, 443]),
+                remote_ip=rnd.choice([None, "10.0.0.2", "9.0.0.1", "2001:db8::1", "::1"]),
+                role=rnd.choice(["client", "server", "unknown"]),
+                sent=rnd.choice([0, 5, 2**40]),
+                recv=rnd.choice([0, 7]),
+                kernel=rnd.random() < 0.2,
+            )
+        )
+    snap = snapshot(flows)
+    # The snapshot's own order: highest rate first.
+    return snapshot(sorted(snap.flows, key=lambda f: -f.rate_bps))
+
+
+@pytest.mark.parametrize("col", [c.id for c in FLOW_COLUMNS])
+@pytest.mark.parametrize("needle", ["", "a", "10."])
+@pytest.mark.parametrize("show_kernel", [False, True])
+def test_table_sort_is_the_row_by_row_sort(col: Col, needle: str, show_kernel: bool) -> None:
+    """Sorted on columns, the rows come in the order of a stable sort by the
+    column's key of the rows taken by pid, protocol, port and peer."""
+    snap = crowded()
+    column = next(c for c in FLOW_COLUMNS if c.id is col)
+    base = sorted(snap.flows, key=lambda f: flow_tie(f.key))
+    expected = [
+        f
+        for f in base
+        if (show_kernel or not f.kernel)
+        and (
+            not needle
+            or any(
+                needle in h
+                for h in (sanitize(f.comm).lower(), str(f.key.pid), str(f.key.port),
+                          (f.key.remote_ip or "").lower())
+            )
+        )
+    ]  # fmt: skip
+    expected.sort(key=column.sort_key)
+    state = UIState(sort=col, filter_text=needle, show_kernel=show_kernel)
+    assert list(make_view(snap).rows(state)) == expected
