@@ -51,7 +51,7 @@ DEFAULT_SETS = (
     "CAP_SYS_ADMIN",
 )
 STEPS = ("read", "publish", "attach", "detach", "close")
-PROBE_FN, PROBE_TP = "raw_enter_sendto", "syscalls:sys_enter_sendto"
+PROBE_FN, PROBE_TP = "raw_enter_recvfrom", "syscalls:sys_enter_recvfrom"
 
 
 def _child(user: str, keep_names: str, preload: bool) -> dict[str, Any]:

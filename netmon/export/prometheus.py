@@ -77,7 +77,7 @@ class Exporter:
         self.state: ExportState | None = None  # read by scrapes: replaced, never mutated
 
     def update(self, view: SnapshotView, alerts: AlertCounts | None = None) -> ExportState:
-        self.book.update(view.flow_counts(), view.ts)
+        self.book.update(view.flow_columns(), view.ts)
         for name, value in view.protocol_totals().items():
             self._protocols.setdefault(name, MonotonicTotal()).update(value)
         state = ExportState(

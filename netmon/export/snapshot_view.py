@@ -2,14 +2,17 @@
 
 netmon.export and netmon.alerts see a snapshot only through SnapshotView:
 per-flow cumulative counters, per-protocol totals, the flows above a rate,
-and the table's size and drops. How Snapshot stores its rows is its own
-business; a change there is a change here only.
+and the table's size and drops. How Snapshot stores its rows (columns, in
+netmon.model.FlowTable) is its own business; a change there is a change here
+only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from netmon.model import FlowKey, FlowStat, Snapshot
 
@@ -17,12 +20,12 @@ Counts = tuple[int, int, int, int]  # bytes_sent, bytes_recv, packets_sent, pack
 
 
 @dataclass(frozen=True)
-class FlowCount:
-    """One flow's cumulative counters, as netmon totals them."""
+class FlowColumns:
+    """Every flow's cumulative counters, as netmon totals them, row by row."""
 
-    key: FlowKey
-    comm: str
-    counts: Counts
+    keys: Sequence[FlowKey]
+    comms: Sequence[str]
+    counts: np.ndarray  # (n, 4) in Counts order: uint64, or Python ints (object)
 
 
 class SnapshotView:
@@ -58,18 +61,17 @@ class SnapshotView:
         """Bytes sent + received per protocol since capture started (machine-wide)."""
         return self._snap.protocols
 
-    def flow_counts(self) -> Iterator[FlowCount]:
-        for f in self._snap.flows:
-            yield FlowCount(
-                f.key, f.comm, (f.bytes_sent, f.bytes_recv, f.packets_sent, f.packets_recv)
-            )
+    def flow_columns(self) -> FlowColumns:
+        table = self._snap.table
+        return FlowColumns(table.keys, table.comms, table.counts)
 
     def anomalous_flows(self) -> int:
         """Flows flagged above the anomaly threshold."""
-        return sum(1 for f in self._snap.flows if f.anomaly)
+        return int(np.count_nonzero(self._snap.table.anomaly))
 
     def flows_above(self, rate_bps: float) -> list[FlowStat]:
         """Flows whose smoothed rate is above `rate_bps`, highest first."""
-        found = [f for f in self._snap.flows if f.rate_bps > rate_bps]
-        found.sort(key=lambda f: -f.rate_bps)
-        return found
+        table = self._snap.table
+        rows = np.flatnonzero(table.rate_bps > rate_bps)
+        rows = rows[np.argsort(-table.rate_bps[rows], kind="stable")]
+        return [table.stat(row) for row in rows.tolist()]

@@ -24,10 +24,13 @@ grows. A process literally named "other" is counted in `other`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from netmon.export.snapshot_view import Counts, FlowCount
+import numpy as np
+
+from netmon.export.snapshot_view import Counts, FlowColumns
 from netmon.model import FlowKey
 from netmon.ui.text import sanitize
 
@@ -39,16 +42,11 @@ DEFAULT_IDLE_S = 15 * 60.0
 _PerProtocol = dict[str, list[int]]
 
 
+@lru_cache(maxsize=4096)
 def label_for(comm: str) -> str:
     """A process name as a label value: control characters in caret
     notation (a scrape shown on a terminal cannot carry escape sequences)."""
     return sanitize(comm) or "unknown"
-
-
-def _increase(now: Counts, last: Counts | None) -> Counts:
-    if last is None or any(n < p for n, p in zip(now, last, strict=True)):
-        return now
-    return (now[0] - last[0], now[1] - last[1], now[2] - last[2], now[3] - last[3])
 
 
 def _add(into: _PerProtocol, protocol: str, amount: Iterable[int]) -> None:
@@ -82,26 +80,18 @@ class TrafficBook:
         self.max_names = max_names
         self.idle_s = idle_s
         self.remember = 10 * max_names if remember is None else remember
-        self._last: dict[FlowKey, Counts] = {}
+        # The last snapshot's flows: their keys (kept alive, so that their
+        # ids stay theirs), the keys' ids and their counters, row by row.
+        self._last_keys: Sequence[FlowKey] = ()
+        self._last_ids = np.zeros(0, dtype=np.uint64)
+        self._last_counts = np.zeros((0, 4), dtype=np.uint64)
         self._names: dict[str, _Name] = {}
         self._retired: OrderedDict[str, _PerProtocol] = OrderedDict()
         self._other: _PerProtocol = {}
 
-    def update(self, flows: Iterable[FlowCount], now: float) -> None:
+    def update(self, flows: FlowColumns, now: float) -> None:
         """Fold in one snapshot's flows; `now` is its time in seconds."""
-        moved: dict[str, _PerProtocol] = {}
-        current: dict[FlowKey, Counts] = {}
-        last = self._last
-        for flow in flows:
-            counts = flow.counts
-            current[flow.key] = counts
-            before = last.get(flow.key)
-            if before == counts:
-                continue
-            increase = _increase(counts, before)
-            if any(increase):
-                _add(moved.setdefault(label_for(flow.comm), {}), flow.key.protocol, increase)
-        self._last = current
+        moved = self._moved(flows)
         self._expire(now)
         self._admit(moved, now)
         for name, per_protocol in moved.items():
@@ -111,6 +101,63 @@ class TrafficBook:
             target = slot.totals if slot is not None else self._other
             for protocol, amount in per_protocol.items():
                 _add(target, protocol, amount)
+
+    def _previous_rows(self, keys: Sequence[FlowKey], ids: np.ndarray) -> np.ndarray:
+        """Each flow's row in the last snapshot, -1 if it was not there.
+
+        The metrics engine hands out the same key object for a flow from one
+        snapshot to the next, so keys are matched by identity first (on
+        arrays: no per-flow hashing); keys that are only equal (a snapshot
+        read from a file) by value."""
+        last_ids = self._last_ids
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        if len(last_ids):
+            order = np.argsort(last_ids)
+            at = np.minimum(np.searchsorted(last_ids[order], ids), len(last_ids) - 1)
+            found = last_ids[order[at]] == ids
+            rows[found] = order[at[found]]
+        missing = np.flatnonzero(rows < 0)
+        if len(missing) and len(self._last_keys):
+            unmatched = np.ones(len(self._last_keys), dtype=bool)
+            unmatched[rows[rows >= 0]] = False
+            if unmatched.any():
+                by_value = {self._last_keys[r]: r for r in np.flatnonzero(unmatched).tolist()}
+                for i in missing.tolist():
+                    rows[i] = by_value.get(keys[i], -1)
+        return rows
+
+    def _moved(self, flows: FlowColumns) -> dict[str, _PerProtocol]:
+        """What each (name, protocol) moved since the last snapshot."""
+        keys, counts = flows.keys, flows.counts
+        ids = np.fromiter(map(id, keys), dtype=np.uint64, count=len(keys))
+        rows = self._previous_rows(keys, ids)
+        seen = rows >= 0
+        before = np.zeros_like(counts)
+        if seen.any():
+            before[seen] = self._last_counts[rows[seen]].astype(counts.dtype)
+        restarted = ~seen | (counts < before).any(axis=1)
+        increase = np.where(restarted[:, None], counts, counts - before)
+        self._last_keys, self._last_ids, self._last_counts = keys, ids, counts
+        changed = np.flatnonzero(increase.any(axis=1))
+        if not len(changed):
+            return {}
+        # Sum per (name, protocol) on arrays; names become labels per group.
+        comms = flows.comms
+        groups: dict[tuple[str, str], int] = {}
+        group_of = np.fromiter(
+            (
+                groups.setdefault((comms[r], keys[r].protocol), len(groups))
+                for r in changed.tolist()
+            ),
+            dtype=np.int64,
+            count=len(changed),
+        )
+        sums = np.zeros((len(groups), 4), dtype=increase.dtype)
+        np.add.at(sums, group_of, increase[changed])
+        moved: dict[str, _PerProtocol] = {}
+        for (comm, protocol), amount in zip(groups, sums.tolist(), strict=True):
+            _add(moved.setdefault(label_for(comm), {}), protocol, amount)
+        return moved
 
     def _expire(self, now: float) -> None:
         for name in [n for n, s in self._names.items() if now - s.last_active > self.idle_s]:
