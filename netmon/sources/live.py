@@ -496,9 +496,9 @@ class LiveSource:
             if not self._told_cannot_attach:
                 self._told_cannot_attach = True
                 log.warning(
-                    "raw or ICMP sockets exist: the peers of their unconnected sends and "
-                    "receives are unknown (remote_ip null) because netmon runs without "
-                    "privileges; their bytes are still counted"
+                    "raw or ICMP sockets exist: the sources of their unconnected receives "
+                    "are unknown (remote_ip null) because netmon runs without privileges; "
+                    "their bytes are still counted"
                 )
             return
         for fn_name, tracepoint in RAW_PEER_PROGRAMS.items():

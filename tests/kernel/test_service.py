@@ -24,11 +24,21 @@ from netmon.privileges import (
 from netmon.sources.bpf_link import cgroup2_mount
 
 from .service import Netmon, process_counter, scrape, wait_until
-from .test_cleanup import _BPF_CGROUP_INET_SOCK_CREATE, _BPF_CGROUP_UDP4_SENDMSG
 from .traffic import tcp_client, tcp_server
 
 NOBODY = pwd.getpwnam("nobody")
-CGROUP_TYPES = (_BPF_CGROUP_UDP4_SENDMSG, _BPF_CGROUP_INET_SOCK_CREATE)
+
+
+def _cgroup_types() -> set[int]:
+    """The attach types of socket mode's cgroup programs."""
+    import bcc
+
+    from netmon.sources.live import CGROUP_PROGRAMS
+
+    return {int(getattr(bcc.BPFAttachType, attach)) for attach, _ in CGROUP_PROGRAMS.values()}
+
+
+CGROUP_TYPES = _cgroup_types()
 _BPF_PROG_QUERY = 16
 
 
@@ -113,7 +123,7 @@ def test_service_runs_without_privileges_and_counts_exactly(mode: str, spawn: An
         metrics = scrape(url)
         assert metrics["netmon_build_info"] == {(("probes", mode), ("version", "0.1.0")): 1.0}
         ours = {(t, i) for t, i in attached_ids() if i in prog_ids_held(netmon.proc.pid)}
-        assert {t for t, _ in ours} == (set(CGROUP_TYPES) if mode == "socket" else set())
+        assert {t for t, _ in ours} == (CGROUP_TYPES if mode == "socket" else set())
         assert netmon.stop() == 0
     finally:
         netmon.kill()

@@ -202,7 +202,7 @@ def test_names_keep_their_slot_until_idle_then_free_it() -> None:
 
     def step(t: float, counts: dict[str, int]) -> dict[str, int]:
         flows = [flow(pid=i, comm=name, sent=n) for i, (name, n) in enumerate(counts.items())]
-        book.update(SnapshotView(snapshot(flows)).flow_counts(), t)
+        book.update(SnapshotView(snapshot(flows)).flow_columns(), t)
         return {r.process: r.counts[0] for r in book.rows()}
 
     assert step(0, {"a": 10, "b": 5, "c": 1}) == {"a": 10, "b": 5, OTHER: 1}
@@ -224,7 +224,7 @@ def test_names_keep_their_slot_until_idle_then_free_it() -> None:
 def test_a_process_named_other_is_counted_in_other() -> None:
     book = TrafficBook(max_names=5)
     book.update(
-        SnapshotView(snapshot([flow(1, comm="other", sent=5), flow(2, sent=3)])).flow_counts(), 0
+        SnapshotView(snapshot([flow(1, comm="other", sent=5), flow(2, sent=3)])).flow_columns(), 0
     )
     assert {(r.process, r.counts[0]) for r in book.rows()} == {("curl", 3), (OTHER, 5)}
 
