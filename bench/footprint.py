@@ -32,6 +32,7 @@ Figures are indicative when other work shares the machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -283,6 +284,8 @@ def measure_nethogs(args: argparse.Namespace, rnd: int) -> Measure:
 # ------------------------------------------------------------------ the run
 def run(args: argparse.Namespace) -> dict[str, Any]:
     configs = list(args.configs)
+    if args.against:  # the other build beside each netmon configuration
+        configs += [f"{c}@against" for c in args.configs if c in ("table", "json")]
     if "nethogs" in configs and shutil.which(args.nethogs) is None:
         configs.remove("nethogs")
         print("footprint: nethogs not installed, measuring netmon only", file=sys.stderr)
@@ -293,12 +296,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for rnd in range(args.rounds):
                 shift = rnd % len(configs)
                 for config in configs[shift:] + configs[:shift]:
-                    if config == "table":
-                        m = measure_table(args, rnd)
-                    elif config == "json":
-                        m = measure_json(args, rnd, sender.pid)
+                    base, _, other = config.partition("@")
+                    run_args = argparse.Namespace(**{**vars(args), "netmon": args.against})
+                    if not other:
+                        run_args = args
+                    if base == "table":
+                        m = measure_table(run_args, rnd)
+                    elif base == "json":
+                        m = measure_json(run_args, rnd, sender.pid)
                     else:
                         m = measure_nethogs(args, rnd)
+                    m = dataclasses.replace(m, config=config)
                     measures.append(m)
                     if not args.json:
                         print(
@@ -450,6 +458,12 @@ def main() -> int:
         "--configs",
         default="table,json,nethogs",
         help="comma-separated, from table,json,nethogs (default: all)",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="NETMON",
+        help="another netmon executable (e.g. an older build's), measured beside --netmon "
+        "in the same rounds as table@against and json@against",
     )
     parser.add_argument("--cols", type=int, default=200, help="pty columns (200)")
     parser.add_argument("--rows", type=int, default=50, help="pty rows (50)")

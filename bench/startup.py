@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     configs: dict[str, list[str]] = {}
     for mode in args.probes:
         configs[f"live ({mode})"] = [args.netmon, "--json", "--probes", mode, *args.extra]
+        if args.against:
+            configs[f"against ({mode})"] = [args.against, "--json", "--probes", mode, *args.extra]
     if args.replay is not None:
         configs["replay"] = [args.netmon, "--replay", args.replay, "--json"]
     names = list(configs)
@@ -233,6 +235,12 @@ def main() -> int:
         help="seconds between the first object and SIGTERM (default: 0.5)",
     )
     parser.add_argument("--netmon", default=str(DEFAULT_NETMON), help="the netmon command")
+    parser.add_argument(
+        "--against",
+        metavar="NETMON",
+        help="another netmon command (e.g. an older build's .venv/bin/netmon), timed "
+        "beside --netmon in the same rounds",
+    )
     parser.add_argument(
         "--netmon-args",
         dest="extra",

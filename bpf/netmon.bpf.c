@@ -219,6 +219,23 @@ TRACEPOINT_PROBE(task, task_rename)
     return 0;
 }
 
+/* A process that moved traffic exited: user space reads its final counts
+ * and then removes its entries, so that dead processes are not read on every
+ * poll until the LRU maps happen to evict them. Threads exiting are not the
+ * process exiting. */
+BPF_TABLE("lru_hash", __u32, __u8, exited_pids, NETMON_MAX_PROCESSES);
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __u32 tgid = id >> 32;
+    __u8 one = 1;
+    if ((__u32)id != tgid || !pid_stats.lookup(&tgid))
+        return 0;
+    exited_pids.update(&tgid, &one);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- identity */
 
 static __always_inline int classify(__u16 type, __u16 protocol)

@@ -19,6 +19,9 @@ Semantics:
 * A flow missing from a sample counts as idle: its rate decays toward 0 and
   its totals stay in the output until it has been missing for
   `forget_after_s`.
+* A process the source reports exited (`RawSample.exited`) is in the snapshot
+  of that sample, with its final totals, and gone from the next one, with its
+  flows.
 * A sample that is not later than the previous one (dt <= 0) updates totals
   but leaves rates alone; its bytes are carried into the next interval.
 
@@ -245,6 +248,7 @@ class MetricsEngine:
         # The flows of the last sample and their slots, for rates().
         self._present: FlowReadings = FlowReadings.of({})
         self._present_slots = np.zeros(0, dtype=np.intp)
+        self._exiting: frozenset[int] = frozenset()  # exited, shown once more
 
     @property
     def flows_held(self) -> int:
@@ -265,6 +269,8 @@ class MetricsEngine:
         rebase = self._rate_base_ns is None or now < self._rate_base_ns
         dt = 0.0 if rebase or self._rate_base_ns is None else (now - self._rate_base_ns) / 1e9
 
+        self._forget_exited()
+        self._exiting = sample.exited
         flows = self._flows
         slots, moved = flows.fold(sample.flow_readings, now)
         flows.pending[slots] += moved
@@ -294,6 +300,19 @@ class MetricsEngine:
         flows.rate = np.where(flows.rated, w * instant + (1.0 - w) * flows.rate, instant)
         flows.rated[:] = True
         flows.pending[:] = 0
+
+    def _forget_exited(self) -> None:
+        """Processes reported exited in the last sample showed their final
+        totals in its snapshot: now they go, with their flows."""
+        if not self._exiting:
+            return
+        exiting = np.fromiter(self._exiting, dtype=np.int64)
+        gone = np.isin(self._flows.pid, exiting)
+        if gone.any():
+            self._flows.keep(~gone)
+        gone = np.isin(np.array(self._procs.ids, dtype=np.int64), exiting)
+        if gone.any():
+            self._procs.keep(~gone)
 
     def _forget(self, now: int) -> None:
         if self.forget_after_ns is None:

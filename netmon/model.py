@@ -237,6 +237,8 @@ class RawSample:
     processes: Mapping[int, ProcessCounters]
     protocols: dict[str, int]  # protocol name -> bytes (sent + received)
     dropped: int  # flows the kernel could not keep (evicted or failed inserts)
+    # Processes that exited: the counts in this sample are their last.
+    exited: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flows", FlowReadings.of(self.flows))

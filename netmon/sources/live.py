@@ -3,6 +3,7 @@ its maps. The only module that imports bcc."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import ipaddress
@@ -415,6 +416,8 @@ class LiveSource:
         self._published = PublishedRates()
         self._closed = False
         self._links: list[int] = []  # cgroup attachments: closing the fd detaches
+        self._exited = bpf["exited_pids"]
+        self._removed_flows = 0  # flows of exited processes deleted by netmon
         self._raw_sockets_at_start = 0
         self._raw_hooks_attached = False
         self._may_attach = True  # False once netmon has given up its privileges
@@ -573,6 +576,8 @@ class LiveSource:
         # The creation count first: a flow created while the map is being read
         # then shows up as present, never as evicted.
         created = self._counter("COUNTER_FLOWS_CREATED")
+        # Exited processes first too: the counts read below are then their last.
+        exited = frozenset(_scalar(k) for k in self._exited)
         keys, values = self._dump("traffic_map", self._traffic)
         pid_keys, pid_values = self._dump("pid_stats", self._pids)
         kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
@@ -593,14 +598,33 @@ class LiveSource:
             ids=pids.tolist(), counts=pid_counts, comm=pid_comm, kernel=pid_kernel
         )
         protocols = self._protocol_totals()
+        dropped = self._dropped(created, len(flows))
+        if exited:
+            self._remove_exited(exited, keys)
         return RawSample(
             monotonic_ns=monotonic_ns,
             wall_time=wall,
             flows=flows,
             processes=processes,
             protocols=protocols,
-            dropped=self._dropped(created, len(flows)),
+            dropped=dropped,
+            exited=exited,
         )
+
+    def _remove_exited(self, exited: frozenset[int], keys: np.ndarray) -> None:
+        """Delete what the kernel holds for processes that exited, once their
+        final counts are read. (Their pids are not reused within an interval
+        in practice: pid_max is large and pids are handed out in turn.)"""
+        gone = np.isin(keys["pid"], np.fromiter(exited, dtype=np.int64))
+        for raw in keys[gone].view(np.dtype((np.void, keys.dtype.itemsize))).tolist():
+            for table in (self._traffic, self._anomaly):
+                with contextlib.suppress(KeyError):
+                    del table[table.Key.from_buffer_copy(raw)]
+        self._removed_flows += int(gone.sum())
+        for pid in exited:
+            for table in (self._pids, self._exited):
+                with contextlib.suppress(KeyError):
+                    del table[table.Key(pid)]
 
     def _flow_key(self, raw: bytes) -> FlowKey:
         """The FlowKey of a traffic_map key (its bytes)."""
@@ -632,8 +656,9 @@ class LiveSource:
 
     def _dropped(self, created: int, flows_present: int) -> int:
         """Failed inserts plus flows the LRU map evicted to make room, given
-        the creation count read before the map."""
-        evicted = max(0, created - flows_present)
+        the creation count read before the map (flows netmon removed itself,
+        those of exited processes, are not evicted)."""
+        evicted = max(0, created - flows_present - self._removed_flows)
         return self._counter("COUNTER_FLOW_DROPS") + evicted
 
     def publish_rates(self, rates: Mapping[FlowKey, float]) -> None:

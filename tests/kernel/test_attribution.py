@@ -189,3 +189,27 @@ def test_threads_count_under_the_process(live: Any, spawn: Any) -> None:
         if stray:
             problems.append(f"thread id {tid} has flows of its own: {stray}")
     assert_no_problems(problems, live)
+
+
+def test_exited_processes_are_read_once_more_then_removed(live: Any, spawn: Any) -> None:
+    """A process that exits: the next read has its final, exact counts and
+    says it exited; the kernel's tables then no longer hold it, so dead
+    processes are not read on every poll (nor counted as dropped)."""
+    host = "127.0.0.1"
+    sizes = (300, 1200)
+    sink = spawn("nm-exit-sink", udp_sink, host)
+    port = sink.recv()
+    before = live.read()
+    child = spawn("nm-exiting", short_lived_sender, host, port, sizes)
+    ledger = child.result()  # reaped: the process has exited
+    sink.send(len(sizes))
+    sink.result()
+    final = live.read()
+    assert child.pid in final.exited
+    problems = flow_mismatches(before, final, child.pid, ledger, child.comm, "exiting")
+    assert_no_problems(problems, live)
+    later = live.read()
+    assert not [k for k in later.flows if k.pid == child.pid]
+    assert child.pid not in later.processes
+    assert child.pid not in later.exited
+    assert later.dropped == final.dropped

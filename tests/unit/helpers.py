@@ -65,6 +65,7 @@ def sample(
     processes: Mapping[int, ProcessCounters] | None = None,
     protocols: Mapping[str, int] | None = None,
     dropped: int = 0,
+    exited: frozenset[int] = frozenset(),
 ) -> RawSample:
     return RawSample(
         monotonic_ns=round(t_s * 1e9),
@@ -73,6 +74,7 @@ def sample(
         processes=dict(processes or {}),
         protocols=dict(protocols or {}),
         dropped=dropped,
+        exited=exited,
     )
 
 

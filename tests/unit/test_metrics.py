@@ -136,6 +136,24 @@ def test_idle_flow_decays_toward_zero_and_keeps_its_totals() -> None:
     assert 0 <= flow(snap).rate_bps < 1e-6 * 15_000
 
 
+def test_an_exited_process_shows_its_final_totals_once_then_goes() -> None:
+    dead, alive = key(pid=7), key(pid=8, port=80)
+    e = engine()
+    e.update(sample(0.0, {dead: fc(sent=100), alive: fc(sent=1)}, {7: pc(7, 100), 8: pc(8, 1)}))
+    final = e.update(
+        sample(1.0, {dead: fc(sent=900), alive: fc(sent=2)}, {7: pc(7, 900), 8: pc(8, 2)},
+               exited=frozenset({7}))
+    )  # fmt: skip
+    assert flow(final, dead).bytes_sent == 900 and proc(final, 7).bytes_sent == 900
+    after = e.update(sample(2.0, {alive: fc(sent=3)}, {8: pc(8, 3)}))
+    assert [f.key for f in after.flows] == [alive]
+    assert [p.pid for p in after.processes] == [8]
+    assert e.flows_held == 1
+    # The pid used again later is a new process, counted from its own start.
+    again = e.update(sample(3.0, {dead: fc(sent=5), alive: fc(sent=3)}, {7: pc(7, 5)}))
+    assert flow(again, dead).bytes_sent == 5
+
+
 def test_counter_reset_never_goes_negative_and_totals_keep_counting() -> None:
     e = engine()
     e.update(sample(0.0, {K: fc(sent=5000, recv=1000)}, {100: pc(100, 5000, 1000)}))
