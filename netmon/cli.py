@@ -12,12 +12,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TextIO, cast
 
+from netmon.alerts.feed import AlertingFeed, with_alerts
+from netmon.alerts.sinks import Sink
 from netmon.config import Config, parse_args
 from netmon.errors import BccMissing, NetmonError, OutputError
 from netmon.feed import Feed, PidFilter
 from netmon.json_output import SignalStop, StopRequest, run_json, stop_on_signals
+from netmon.jsonl import dumps
 from netmon.live_feed import LiveFeed
 from netmon.metrics import MetricsEngine
+from netmon.model import Snapshot
 from netmon.sources import Source
 
 log = logging.getLogger("netmon")
@@ -129,10 +133,11 @@ def _logging(config: Config) -> Iterator[None]:
         handler: logging.Handler = log_file
         level = logging.INFO
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    elif config.json:
+    elif config.json or config.serve is not None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_OneLineFormatter("netmon: %(levelname)s: %(message)s"))
-        level = logging.WARNING
+        # A service says what it does (the address, the privilege drop).
+        level = logging.INFO if config.serve is not None else logging.WARNING
     else:
         handler = logging.NullHandler()
         level = logging.WARNING
@@ -197,14 +202,22 @@ def _run_json(
     clock: Callable[[], float],
     stop: StopRequest | None,
 ) -> int:
-    out = cast(TextIO, _GuardedStdout(sys.stdout))
+    """--json, and --serve (which writes JSON only with --json). Snapshots
+    that went through the alert path carry its events under "alerts"."""
+    out = cast(TextIO, _GuardedStdout(sys.stdout)) if config.json else None
+
+    def encode(snap: Snapshot) -> str:
+        if isinstance(feed, AlertingFeed):
+            return with_alerts(dumps(snap), feed.events_of(snap))
+        return dumps(snap)
+
     try:
         if stop is not None:
-            return run_json(feed, out, config.count, clock, stop=stop)
+            return run_json(feed, out, config.count, clock, stop=stop, encode=encode)
         own = SignalStop()
         try:
             with stop_on_signals(own):
-                return run_json(feed, out, config.count, clock, stop=own)
+                return run_json(feed, out, config.count, clock, stop=own, encode=encode)
         finally:
             own.close()
     except _StdoutFailed as failed:
@@ -240,19 +253,32 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
     with contextlib.suppress(OSError):
         if stat.S_ISFIFO(os.stat(config.replay).st_mode) and sys.stderr.isatty():
             print(f"netmon: waiting for a writer on {config.replay}...", file=sys.stderr)
+    from netmon import service
+
     try:
-        feed = open_replay_feed(
-            config.replay, config.speed, clock=clock, follow=config.follow, warn=warn
-        )
+        # Alerts are worked out again from the recording only when asked
+        # for (--alerts, --alert-exec): a plain replay plays what was recorded.
+        sinks = service.open_alert_sinks(config)
         try:
-            shown = _shown(feed, config)
+            feed = open_replay_feed(
+                config.replay, config.speed, clock=clock, follow=config.follow, warn=warn
+            )
+        except BaseException:
+            _close_all(sinks)
+            raise
+        shown = _shown(feed, config)
+        alerting = service.alerting_feed(shown, config, sinks) if sinks else None
+        try:
+            if alerting is not None and alerting.dispatcher is not None:
+                alerting.dispatcher.start()
+            played = alerting or shown
             if config.json:
-                return _run_json(config, shown, clock, stop)
+                return _run_json(config, played, clock, stop)
             from netmon.ui.app import run_ui
 
-            return run_ui(config, shown)
+            return run_ui(config, played, alerts=alerting.footer if alerting else None)
         finally:
-            feed.close()
+            (alerting or shown).close()
     finally:
         _print_warnings(later)
 
@@ -268,41 +294,75 @@ def _run_live(
     clock: Callable[[], float],
     stop: StopRequest | None,
 ) -> int:
-    recorder = None
-    if config.record is not None and not config.json:
-        from netmon.record import Recorder
+    """Capture, in the order netmon.service describes: files, address and
+    user first, then the probes, then the privilege drop, then threads."""
+    from netmon import service
 
-        # Fail on a bad path before loading BPF.
-        recorder = Recorder.open(config.record, append=config.append)
+    recorder = None
+    sinks: list[Sink] = []
+    metrics = None
     try:
+        if config.record is not None and not config.json:
+            from netmon.record import Recorder
+
+            # Fail on a bad path before loading BPF.
+            recorder = Recorder.open(config.record, append=config.append)
+        sinks = service.open_alert_sinks(config)
+        target = service.drop_target(config)
+        if config.serve is not None:
+            metrics = service.Metrics(config, clock)
         engine = MetricsEngine(
             config.alpha,
             config.threshold_bps,
             config.interval_s,
             show_kernel=config.show_kernel,
         )
-        if not config.json and sys.stderr.isatty():
+        if not config.json and config.serve is None and sys.stderr.isatty():
             # Compiling and attaching the probes takes a few seconds.
             print("netmon: loading the probes...", file=sys.stderr, flush=True)
         source = source_factory(probes=config.probes, max_flows=config.max_flows)
-        feed = LiveFeed(source, engine, config.interval_s, clock)
-        try:
-            for warning in source.warnings:
-                print(f"netmon: warning: {warning}", file=sys.stderr)
-                if config.log_file is not None:
-                    log.warning("%s", warning)
-            log.info("capturing with %s probes", source.mode)
-            shown = _shown(feed, config)
-            if config.json:
-                return _run_json(config, shown, clock, stop)
-            from netmon.ui.app import run_ui
-
-            return run_ui(config, shown, recorder=recorder)
-        finally:
-            feed.close()
-    finally:
+    except BaseException:
+        _close_all(sinks)
+        if metrics is not None:
+            metrics.close()
         if recorder is not None:
             recorder.close()
+        raise
+    feed = LiveFeed(source, engine, config.interval_s, clock)
+    alerting = service.alerting_feed(_shown(feed, config), config, sinks)
+    try:
+        for warning in source.warnings:
+            print(f"netmon: warning: {warning}", file=sys.stderr)
+            if config.log_file is not None:
+                log.warning("%s", warning)
+        log.info("capturing with %s probes", source.mode)
+        service.give_up_privileges(config, target, source, sinks)
+        if alerting.dispatcher is not None:
+            alerting.dispatcher.start()
+        if metrics is not None:
+            metrics.exporter.mode = source.mode
+            metrics.follow(alerting)
+            metrics.server.start()
+        if config.json or config.serve is not None:
+            return _run_json(config, alerting, clock, stop)
+        from netmon.ui.app import run_ui
+
+        return run_ui(config, alerting, recorder=recorder, alerts=alerting.footer)
+    finally:
+        try:
+            alerting.close()  # detaches the probes, resolves and delivers the last alerts
+        finally:
+            if alerting.dispatcher is None:
+                _close_all(sinks)
+            if metrics is not None:
+                metrics.close()
+            if recorder is not None:
+                recorder.close()
+
+
+def _close_all(sinks: Sequence[Sink]) -> None:
+    for sink in sinks:
+        sink.close()
 
 
 def main(

@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from netmon import __version__
 from netmon.abi import load_abi
+from netmon.export.address import ServeAddress, parse_address
 from netmon.units import format_rate, parse_rate
 
 DEFAULT_INTERVAL_MS = 1000.0
@@ -23,6 +24,11 @@ DEFAULT_THRESHOLD_BPS = 10.0 * 1024 * 1024
 DEFAULT_MAX_FLOWS = load_abi().values["MAX_FLOWS"]  # the kernel program's default
 MAX_MAX_FLOWS = 4 * 1024 * 1024
 PROBE_MODES = ("auto", "syscalls", "socket")
+DEFAULT_METRICS_PROCESSES = 50
+MAX_METRICS_PROCESSES = 10_000
+DEFAULT_SERVICE_USER = "nobody"
+DEFAULT_EXEC_TIMEOUT_S = 10.0
+MAX_EXEC_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ class Config:
     print_bpf: bool = False
     log_file: str | None = None
     pids: frozenset[int] = frozenset()  # empty: every process
+    serve: ServeAddress | None = None  # --serve: the metrics endpoint
+    metrics_processes: int = DEFAULT_METRICS_PROCESSES
+    user: str | None = None  # whom to become after attach; None: stay as started
+    alerts: tuple[str, ...] = ()  # --alerts: FILE, "syslog" or "journal"
+    alert_exec: str | None = None
+    alert_exec_timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +124,22 @@ def _positive_int(limit: int | None = None) -> Callable[[str], int]:
     return convert
 
 
+def _serve_address(text: str) -> ServeAddress:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {text!r}") from None
+
+
+def _exec_timeout(text: str) -> float:
+    value = _number(text, "a number of seconds")
+    if not 0 < value <= MAX_EXEC_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_EXEC_TIMEOUT_S:.0f} seconds, got {text!r}"
+        )
+    return value
+
+
 def _pid_list(text: str) -> list[int]:
     """'123' or '123,456' -> [123, 456]."""
     convert = _positive_int()
@@ -131,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit status: 0 ok, 1 other error, 2 bad options, 3 permission denied, "
             "4 bcc missing, 5 kernel headers missing, 6 tracefs unavailable, "
             "7 probe failure, 8 bad recording, 9 cannot write output (stdout, "
-            "--record or --log-file), 130 interrupted."
+            "--record, --log-file, --alerts, --alert-exec) or serve --serve's "
+            "address, 130 interrupted."
         ),
     )
     timing = parser.add_argument_group("sampling")
@@ -215,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=(
             "instead of the interactive view, write one JSON object per refresh to "
-            "stdout (JSON Lines). On Ctrl-C or SIGTERM, live capture writes one "
-            "last object with everything counted so far; exit status 0. Works "
-            "with --replay too"
+            "stdout (JSON Lines), with that refresh's alert events under 'alerts'. "
+            "On Ctrl-C or SIGTERM, live capture writes one last object with "
+            "everything counted so far; exit status 0. Works with --replay too"
         ),
     )
     output.add_argument(
@@ -252,6 +281,67 @@ def build_parser() -> argparse.ArgumentParser:
             "append diagnostics to FILE, created with mode 0600 if missing; "
             "symlinks, devices and FIFOs are refused (by default diagnostics go "
             "to stderr with --json and are discarded in the interactive view)"
+        ),
+    )
+
+    service = parser.add_argument_group("service")
+    service.add_argument(
+        "--serve",
+        metavar="[ADDR:]PORT",
+        type=_serve_address,
+        help=(
+            "run without the table: serve Prometheus metrics at http://ADDR:PORT/metrics "
+            "(ADDR defaults to 127.0.0.1; [::1]:PORT for IPv6; port 0 picks a free one) "
+            "and send alerts to the --alerts sinks, until SIGTERM or SIGINT (exit 0). "
+            "Combines with --json. Drops privileges after attaching (see --user)"
+        ),
+    )
+    service.add_argument(
+        "--metrics-processes",
+        metavar="N",
+        type=_positive_int(MAX_METRICS_PROCESSES),
+        default=DEFAULT_METRICS_PROCESSES,
+        help=(
+            "with --serve: the N busiest process names get their own metric label, the "
+            'rest are summed as process="other"; a name keeps its label until idle '
+            "for 15 minutes (default: %(default)s)"
+        ),
+    )
+    service.add_argument(
+        "--user",
+        metavar="NAME",
+        help=(
+            "once the probes are attached and the files named here are open, switch to "
+            "user NAME and drop every capability (default: nobody with --serve; "
+            "otherwise stay as started). 'root' keeps root"
+        ),
+    )
+    service.add_argument(
+        "--alerts",
+        metavar="FILE|syslog|journal",
+        action="append",
+        help=(
+            "send alert events (firing, resolved) to FILE as JSON Lines (created 0600, "
+            "appended to; write ./syslog for a file of that name), to syslog, or to "
+            "the journal (syslog where journald is absent). Repeatable"
+        ),
+    )
+    service.add_argument(
+        "--alert-exec",
+        metavar="PROGRAM",
+        help=(
+            "run PROGRAM (an absolute path; no shell, no arguments) for each alert "
+            "event, with the event as JSON on stdin and NETMON_* environment "
+            "variables; it never holds up the capture"
+        ),
+    )
+    service.add_argument(
+        "--alert-exec-timeout",
+        metavar="S",
+        type=_exec_timeout,
+        default=None,
+        help=(
+            f"with --alert-exec: kill PROGRAM after S seconds (default: {DEFAULT_EXEC_TIMEOUT_S:g})"
         ),
     )
 
@@ -310,6 +400,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         parser.error("--record cannot be combined with --replay")
     if ns.record is not None and ns.json:
         parser.error("--record cannot be combined with --json (--json already writes JSON Lines)")
+    if ns.serve is not None and ns.replay is not None:
+        parser.error("--serve cannot be combined with --replay")
+    if ns.serve is not None and ns.record is not None:
+        parser.error("--record applies to the table; with --serve, use --json to keep snapshots")
+    if ns.metrics_processes != DEFAULT_METRICS_PROCESSES and ns.serve is None:
+        parser.error("--metrics-processes only applies to --serve")
+    if ns.user is not None and ns.replay is not None:
+        parser.error("--user only applies to live capture (--replay needs no privileges)")
+    if ns.user is not None and not ns.user:
+        parser.error("--user needs a user name")
+    if ns.alert_exec_timeout is not None and ns.alert_exec is None:
+        parser.error("--alert-exec-timeout only applies to --alert-exec")
+    user = ns.user
+    if user is None and ns.serve is not None:
+        user = DEFAULT_SERVICE_USER
     return Config(
         interval_s=ns.interval / 1000.0,
         alpha=ns.alpha,
@@ -327,4 +432,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         print_bpf=ns.print_bpf,
         log_file=ns.log_file,
         pids=frozenset(ns.pid or ()),
+        serve=ns.serve,
+        metrics_processes=ns.metrics_processes,
+        user=user,
+        alerts=tuple(ns.alerts or ()),
+        alert_exec=ns.alert_exec,
+        alert_exec_timeout_s=(
+            DEFAULT_EXEC_TIMEOUT_S if ns.alert_exec_timeout is None else ns.alert_exec_timeout
+        ),
     )

@@ -93,19 +93,22 @@ def stop_on_signals(
             signal.signal(signum, old)
 
 
-def _write(out: TextIO, snap: Snapshot) -> None:
-    out.write(dumps(snap) + "\n")
+def _write(out: TextIO | None, encode: Callable[[Snapshot], str], snap: Snapshot) -> None:
+    if out is None:
+        return
+    out.write(encode(snap) + "\n")
     out.flush()
 
 
 def run_json(
     feed: Feed,
-    out: TextIO,
+    out: TextIO | None,
     count: int | None = None,
     clock: Callable[[], float] = time.monotonic,
     wait: Callable[[float], object] | None = None,
     *,
     stop: StopRequest | None = None,
+    encode: Callable[[Snapshot], str] = dumps,
 ) -> int:
     """Write one JSON line per snapshot; returns the exit status (0).
 
@@ -113,7 +116,9 @@ def run_json(
     set. On a stop, a feed that can flush (the live feed) contributes one last
     object covering everything counted up to that moment. `wait(seconds)`
     blocks until the next snapshot is due or a stop arrives; it defaults to
-    `stop.wait`, or time.sleep without a stop."""
+    `stop.wait`, or time.sleep without a stop. `encode` makes a snapshot's
+    line. With `out` None nothing is written: the feed is only driven (the
+    service without --json)."""
     if wait is None:
         wait = stop.wait if stop is not None else time.sleep
     written = 0
@@ -122,7 +127,7 @@ def run_json(
             if isinstance(feed, Flushable):
                 snap = feed.flush(clock())
                 if snap is not None:
-                    _write(out, snap)
+                    _write(out, encode, snap)
             return 0
         due = feed.next_due()
         if due is None:
@@ -137,6 +142,6 @@ def run_json(
             if after is not None and after <= now:
                 wait(_RETRY_S)
             continue
-        _write(out, snap)
+        _write(out, encode, snap)
         written += 1
     return 0

@@ -107,6 +107,15 @@ class UIState:
 
 
 @dataclass(frozen=True)
+class FooterAlerts:
+    """The alerts firing now, as the footer shows them."""
+
+    firing: int
+    flows_above_threshold: bool  # every firing alert is a flow above --threshold
+    latest: str  # the newest firing alert's subject, already sanitised ("" if none)
+
+
+@dataclass(frozen=True)
 class ProcessRow:
     """A process as shown in the per-process view."""
 
@@ -328,6 +337,12 @@ class View:
         # scrolling then only formats the rows coming into view.
         self._line_cache: dict[int, Line] = {}
         self._line_cache_layout: tuple[Any, ...] | None = None
+        self._alerts: FooterAlerts | None = None  # None: count the flagged flows
+
+    def set_alerts(self, alerts: FooterAlerts | None) -> None:
+        """The alert manager's view of what fires (with its hysteresis),
+        shown in the footer instead of the count of flagged rows."""
+        self._alerts = alerts
 
     def set_snapshot(self, snap: Snapshot) -> None:
         """Replace the data; per-snapshot totals are computed here, once."""
@@ -567,12 +582,18 @@ class View:
         return line
 
     def alert_text(self) -> tuple[str, Role]:
-        n = self._anomalies
+        alerts = self._alerts
+        n = self._anomalies if alerts is None else alerts.firing
         u = self.settings.unicode
         if n == 0:
             return ("✓ No anomalies detected" if u else "OK: No anomalies detected"), Role.OK
-        noun = "flow" if n == 1 else "flows"
-        text = f"ALERT: {n} {noun} above {format_rate(self.settings.threshold_bps)}"
+        if alerts is None or alerts.flows_above_threshold:
+            noun = "flow" if n == 1 else "flows"
+            text = f"ALERT: {n} {noun} above {format_rate(self.settings.threshold_bps)}"
+        else:
+            text = f"ALERT: {n} firing"
+        if alerts is not None and alerts.latest:
+            text += f", latest {sanitize(alerts.latest, not u)}"
         return ("⚠️ " + text if u else "!! " + text), Role.ALERT
 
     def _footer(self, state: UIState, width: int) -> tuple[Line, int | None]:

@@ -420,6 +420,8 @@ class LiveSource:
         self._removed_flows = 0  # flows of exited processes deleted by netmon
         self._raw_sockets_at_start = 0
         self._raw_hooks_attached = False
+        self._may_attach = True  # False once netmon has given up its privileges
+        self._told_cannot_attach = False
 
     @classmethod
     def open(cls, probes: str = "auto", max_flows: int | None = None) -> LiveSource:
@@ -493,6 +495,15 @@ class LiveSource:
         wanted = self._raw_sockets_at_start + opened - closed > 0
         if wanted == self._raw_hooks_attached:
             return
+        if wanted and not self._may_attach:
+            if not self._told_cannot_attach:
+                self._told_cannot_attach = True
+                log.warning(
+                    "raw or ICMP sockets exist: the sources of their unconnected receives "
+                    "are unknown (remote_ip null) because netmon runs without privileges; "
+                    "their bytes are still counted"
+                )
+            return
         for fn_name, tracepoint in RAW_PEER_PROGRAMS.items():
             if wanted:
                 self._bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
@@ -500,6 +511,16 @@ class LiveSource:
                 self._bpf.detach_tracepoint(tp=tracepoint)
         self._raw_hooks_attached = wanted
         log.info("raw/ICMP peer programs %s", "attached" if wanted else "detached")
+
+    def stop_attaching(self) -> None:
+        """Called before netmon gives up its privileges. Attaching the raw/ICMP
+        peer programs then fails: it loads them (CAP_BPF), opens a perf event
+        on each tracepoint (CAP_PERFMON) and reads the tracepoint's id in
+        tracefs, which only root may enter (CAP_DAC_READ_SEARCH); see
+        bench/privileges.py. Detaching only closes file descriptors: the
+        programs are still detached when the last such socket closes, and
+        not attached again."""
+        self._may_attach = False
 
     def _seed_maps(self) -> None:
         """Record the listeners that existed before netmon started (the

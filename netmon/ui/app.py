@@ -18,7 +18,7 @@ from typing import Protocol
 
 from netmon.feed import Feed
 from netmon.model import Snapshot
-from netmon.view import Frame, UIState, View, ViewSettings, apply_key
+from netmon.view import FooterAlerts, Frame, UIState, View, ViewSettings, apply_key
 
 
 class UIConfig(Protocol):
@@ -107,8 +107,10 @@ def run_loop(
     state: UIState,
     recorder: SnapshotSink | None = None,
     clock: Callable[[], float] = time.monotonic,
+    alerts: Callable[[], FooterAlerts] | None = None,
 ) -> UIState:
-    """Run until the user quits; returns the final state."""
+    """Run until the user quits; returns the final state. `alerts` gives
+    the alerts firing after each snapshot, for the footer."""
     view = View(settings)
     latest: Snapshot | None = None
     height, width = screen.size()
@@ -123,6 +125,8 @@ def run_loop(
                 latest = snap
                 if not state.paused:
                     view.set_snapshot(snap)
+                    if alerts is not None:
+                        view.set_alerts(alerts())
                     dirty = True
         ended = feed.next_due() is None
         if ended != state.ended:
@@ -154,6 +158,7 @@ def run_ui(
     *,
     session: Callable[[], contextlib.AbstractContextManager[Screen]] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    alerts: Callable[[], FooterAlerts] | None = None,
 ) -> int:
     """Show the curses UI until q, Ctrl-C, SIGTERM or SIGHUP; returns 0.
 
@@ -174,7 +179,7 @@ def run_ui(
                     unicode=screen.unicode,
                 )
                 state = UIState(show_kernel=config.show_kernel)
-                run_loop(screen, feed, settings, state, recorder, clock)
+                run_loop(screen, feed, settings, state, recorder, clock, alerts)
         except (KeyboardInterrupt, SignalExit):
             pass  # the terminal is already restored: a normal, clean exit
         finally:

@@ -264,7 +264,9 @@ def test_replay_warnings_are_printed_after_the_table_closes(
     path.write_text(good(1000.0) + good(1001.0)[:10])
     seen_during_ui: list[str] = []
 
-    def fake_run_ui(config: object, feed: cli.Feed, recorder: object = None) -> int:
+    def fake_run_ui(
+        config: object, feed: cli.Feed, recorder: object = None, alerts: object = None
+    ) -> int:
         while (due := feed.next_due()) is not None:
             feed.poll(due)
         seen_during_ui.append(capsys.readouterr().err)

@@ -30,7 +30,7 @@ from netmon.model import Snapshot
 
 from .helpers import FakeClock, FakeSource, FakeStop
 
-CONTRACT_KEYS = {"ts", "interval_s", "flows", "processes", "protocols", "dropped"}
+CONTRACT_KEYS = {"ts", "interval_s", "flows", "processes", "protocols", "dropped", "alerts"}
 FLOW_KEYS = {
     "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
     "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel",
@@ -270,7 +270,7 @@ def test_ui_path_runs_the_ui_and_closes_the_source(
 
     seen: dict[str, Any] = {}
 
-    def fake_run_ui(config: Config, feed: Feed, recorder: Any = None) -> int:
+    def fake_run_ui(config: Config, feed: Feed, recorder: Any = None, alerts: Any = None) -> int:
         seen.update(config=config, snap=feed.poll(feed.next_due() or 0.0), recorder=recorder)
         return 0
 
@@ -290,7 +290,7 @@ def test_record_passes_a_recorder_to_the_ui(
 ) -> None:
     import netmon.ui.app
 
-    def fake_run_ui(config: Config, feed: Feed, recorder: Any = None) -> int:
+    def fake_run_ui(config: Config, feed: Feed, recorder: Any = None, alerts: Any = None) -> int:
         snap = feed.poll(feed.next_due() or 0.0)
         assert snap is not None and recorder is not None
         recorder.write(snap)
@@ -350,7 +350,7 @@ def test_replay_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     snaps = _write_recording(path, 2)
     got: list[Snapshot | None] = []
 
-    def fake_run_ui(config: Config, feed: Feed, recorder: Any = None) -> int:
+    def fake_run_ui(config: Config, feed: Feed, recorder: Any = None, alerts: Any = None) -> int:
         got.append(feed.poll(feed.next_due() or 0.0))
         return 0
 

@@ -146,3 +146,68 @@ def test_config_is_frozen() -> None:
     c = parse_args([])
     with pytest.raises(AttributeError):
         c.alpha = 0.9  # type: ignore[misc]
+
+
+# -- service options ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("9479", "127.0.0.1", 9479),
+        ("0", "127.0.0.1", 0),
+        ("0.0.0.0:9479", "0.0.0.0", 9479),
+        ("localhost:80", "localhost", 80),
+        ("[::1]:9479", "::1", 9479),
+        ("[::]:65535", "::", 65535),
+    ],
+)
+def test_serve_address(text: str, host: str, port: int) -> None:
+    c = parse_args(["--serve", text])
+    assert c.serve is not None
+    assert (c.serve.host, c.serve.port) == (host, port)
+    assert c.user == "nobody"  # service mode drops to nobody by default
+    assert c.metrics_processes == 50
+
+
+@pytest.mark.parametrize("text", ["", "x", "65536", "-1", "::1:9479", "[::1]9479", ":9479", "1:٣"])
+def test_bad_serve_address(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--serve", text])
+    assert exc.value.code == 2
+    assert "--serve" in capsys.readouterr().err
+
+
+def test_service_options() -> None:
+    c = parse_args(
+        [
+            "--serve", "9479", "--json", "--user", "daemon", "--metrics-processes", "7",
+            "--alerts", "a.jsonl", "--alerts", "syslog", "--alert-exec", "/bin/true",
+            "--alert-exec-timeout", "2.5",
+        ]
+    )  # fmt: skip
+    assert (c.user, c.metrics_processes, c.alerts) == ("daemon", 7, ("a.jsonl", "syslog"))
+    assert (c.alert_exec, c.alert_exec_timeout_s, c.json) == ("/bin/true", 2.5, True)
+    assert parse_args([]).user is None  # the table and --json stay as started by default
+    assert parse_args(["--json", "--user", "nobody"]).user == "nobody"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--serve", "1", "--replay", "r"], "--serve cannot be combined with --replay"),
+        (["--serve", "1", "--record", "r"], "--record applies to the table"),
+        (["--metrics-processes", "3"], "--metrics-processes only applies to --serve"),
+        (["--replay", "r", "--user", "nobody"], "--user only applies to live capture"),
+        (["--alert-exec-timeout", "3"], "--alert-exec-timeout only applies to --alert-exec"),
+        (["--alert-exec", "/bin/true", "--alert-exec-timeout", "0"], "more than 0"),
+        (["--serve", "1", "--metrics-processes", "0"], "must be > 0"),
+    ],
+)
+def test_service_option_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Alerts: detectors, the manager that turns findings into events, and sinks."""
