@@ -467,7 +467,15 @@ class LiveSource:
         try:
             for name, (attach, prog_type) in CGROUP_PROGRAMS.items():
                 attach_type = getattr(bcc.BPFAttachType, attach)
-                fn = self._bpf.load_func(name, getattr(bcc.BPF, prog_type), attach_type=attach_type)
+                try:
+                    fn = self._bpf.load_func(
+                        name, getattr(bcc.BPF, prog_type), attach_type=attach_type
+                    )
+                except Exception as exc:  # BCC raises a bare Exception
+                    raise ProbeError(
+                        f"loading the cgroup program {name} failed ({exc}): socket mode needs "
+                        "CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON, or use --probes syscalls"
+                    ) from None
                 try:
                     self._links.append(link_create(fn.fd, cgroup_fd, int(attach_type)))
                 except LinkError as exc:
