@@ -117,10 +117,16 @@ class Drain(threading.Thread):
     terminal emulator, runs only until the condition is seen).
     """
 
-    def __init__(self, fd: int, watch: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        watch: Callable[[bytes], bool] | None = None,
+        on_line: Callable[[bytes], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.fd = fd
         self.watch = watch
+        self.on_line = on_line  # called with every complete line, if set
         self.matched = threading.Event()
         self.first_line = threading.Event()
         self.eof = threading.Event()
@@ -169,6 +175,9 @@ class Drain(threading.Thread):
         count = chunk.count(b"\n", 0, end + 1)
         start = chunk.rfind(b"\n", 0, end) + 1  # start of the last complete line
         last = b"".join([*self._partial, chunk[start:end]]) if start == 0 else chunk[start:end]
+        if self.on_line is not None:
+            for line in b"".join([*self._partial, chunk[: end + 1]]).splitlines():
+                self.on_line(line)
         self._partial = [chunk[end + 1 :]] if end + 1 < len(chunk) else []
         with self._cond:
             self._last = last
@@ -210,13 +219,14 @@ class PipeMonitor:
         argv: Sequence[str],
         stop_signal: int = signal.SIGINT,
         watch: Callable[[bytes], bool] | None = None,
+        on_line: Callable[[bytes], None] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.stop_signal = stop_signal
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self.stderr)
         assert self.proc.stdout is not None
-        self.drain = Drain(self.proc.stdout.fileno(), watch)
+        self.drain = Drain(self.proc.stdout.fileno(), watch, on_line)
         self.drain.start()
         self.pid = self.proc.pid
 

@@ -16,7 +16,7 @@ order so drift and background load hit every configuration alike:
 The report gives the median receiver throughput per configuration and write
 size, the loss against `none` (from the medians, and the range of the
 per-round losses), and checks that netmon counted the bytes iperf3 moved:
-the TCP bytes of the client and server pids in netmon's final JSON object
+the TCP bytes of the client and server pids in netmon's JSON objects
 against iperf3's own counts (netmon also counts iperf3's control connection,
 a few hundred bytes).
 
@@ -109,9 +109,31 @@ def run_iperf(args: argparse.Namespace, config: str, rnd: int, length: str) -> I
 
 
 # ---------------------------------------------------------------- monitors
+class _TcpTotals:
+    """The TCP bytes each pid sent and received, from every JSON object netmon
+    writes: a process that exits is in one more object, with its final
+    totals, and then no longer (so the last object alone is not enough)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, tuple[int, int]] = {}
+
+    def take(self, line: bytes) -> None:
+        sums: dict[int, tuple[int, int]] = {}
+        for f in json.loads(line)["flows"]:
+            if f["protocol"] == "TCP":
+                sent, recv = sums.get(f["pid"], (0, 0))
+                sums[f["pid"]] = (sent + f["bytes_sent"], recv + f["bytes_recv"])
+        self.latest.update(sums)
+
+
+_COUNTED: dict[int, _TcpTotals] = {}  # netmon's pid -> what it counted
+
+
 def attach(args: argparse.Namespace, config: str) -> PipeMonitor | None:
     if config == "netmon":
-        mon = PipeMonitor([args.netmon, "--json"])
+        totals = _TcpTotals()
+        mon = PipeMonitor([args.netmon, "--json"], on_line=totals.take)
+        _COUNTED[mon.pid] = totals
         mon.wait_first_line(READY_TIMEOUT, "first JSON object")
         return mon
     if config == "nethogs":
@@ -136,13 +158,12 @@ def detach(mon: PipeMonitor | None, config: str, runs: list[IperfRun]) -> None:
     rc = mon.stop()
     if config != "netmon":
         return
-    final = mon.last_json()
-    if rc != 0 or final is None:
+    if rc != 0 or mon.last_json() is None:
         raise RuntimeError(f"netmon --json exited with {rc}: {mon.stderr_text()}")
+    totals = _COUNTED.pop(mon.pid).latest
     for run in runs:
-        tcp = [f for f in final["flows"] if f["protocol"] == "TCP"]
-        run.counted_sent = sum(f["bytes_sent"] for f in tcp if f["pid"] == run.client_pid)
-        run.counted_recv = sum(f["bytes_recv"] for f in tcp if f["pid"] == run.server_pid)
+        run.counted_sent = totals.get(run.client_pid, (0, 0))[0]
+        run.counted_recv = totals.get(run.server_pid, (0, 0))[1]
 
 
 # ------------------------------------------------------------------ the run
