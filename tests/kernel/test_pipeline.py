@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from typing import IO
 
 import pytest
@@ -127,4 +128,34 @@ def test_full_flow_table_counts_what_it_dropped() -> None:
         assert len(after.flows) <= max_flows
         assert after.dropped - before.dropped >= flows - len(present)
     finally:
+        src.close()
+
+
+def test_flows_created_during_reads_are_not_counted_as_dropped() -> None:
+    """New flows keep appearing while the maps are read, far below the table's
+    size: `dropped` must stay where it was (the creation counter is read
+    before the flow map, so a flow created meanwhile is never "missing")."""
+    src = open_source("socket")
+    stop = threading.Event()
+
+    def new_flows() -> None:  # one new flow per destination port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            port = 20000
+            while not stop.is_set() and port < 24000:
+                sender.sendto(b"x", ("127.0.0.1", port))
+                port += 1
+
+    try:
+        first = src.read()
+        sender = threading.Thread(target=new_flows)
+        sender.start()
+        drops = []
+        while sender.is_alive():
+            sample = src.read()
+            drops.append(sample.dropped)
+        sender.join()
+        assert len(drops) >= 3, "the reads did not overlap the flow creation"
+        assert set(drops) == {first.dropped}, drops
+    finally:
+        stop.set()
         src.close()
