@@ -10,6 +10,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Protocol, TextIO, cast
 
 from netmon.alerts.feed import AlertingFeed, with_alerts
@@ -283,6 +284,15 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
         _print_warnings(later)
 
 
+def _missing_pids(pids: frozenset[int], proc: Path = Path("/proc")) -> list[str]:
+    """A warning for each --pid that names no running process (yet)."""
+    return [
+        f"--pid {pid}: no such process now; it is shown if it appears"
+        for pid in sorted(pids)
+        if not (proc / str(pid)).is_dir()
+    ]
+
+
 def _shown(feed: Feed, config: Config) -> Feed:
     """The feed as the user asked to see it (--pid)."""
     return PidFilter(feed, config.pids) if config.pids else feed
@@ -331,7 +341,7 @@ def _run_live(
     feed = LiveFeed(source, engine, config.interval_s, clock)
     alerting = service.alerting_feed(_shown(feed, config), config, sinks)
     try:
-        for warning in source.warnings:
+        for warning in source.warnings + _missing_pids(config.pids):
             print(f"netmon: warning: {warning}", file=sys.stderr)
             if config.log_file is not None:
                 log.warning("%s", warning)

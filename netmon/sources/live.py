@@ -231,13 +231,18 @@ def render_program(max_flows: int, probes: str) -> str:
     return f"/* compiled with: {' '.join(flags)} */\n{defines}\n{header}\n{source}"
 
 
-def _resolve_mode(bcc: Any, probes: str) -> str:
+def _resolve_mode(bcc: Any, probes: str) -> tuple[str, str | None]:
+    """The probe mode to use, and why `auto` fell back to syscalls mode."""
     has_socket_tps = all(
         bcc.BPF.tracepoint_exists("sock", name) for name in ("sock_send_length", "sock_recv_length")
     )
     has_cgroup2 = cgroup2_mount() is not None
     if probes == "auto":
-        return "socket" if has_socket_tps and has_cgroup2 else "syscalls"
+        if not has_socket_tps:
+            return "syscalls", "this kernel has no sock:sock_send_length tracepoint"
+        if not has_cgroup2:
+            return "syscalls", "the cgroup v2 hierarchy is not mounted"
+        return "socket", None
     if probes == "socket" and not has_socket_tps:
         raise ProbeError(
             "this kernel has no sock:sock_send_length tracepoint: use --probes syscalls"
@@ -247,7 +252,7 @@ def _resolve_mode(bcc: Any, probes: str) -> str:
             "socket mode needs the cgroup v2 hierarchy mounted (for the peers of unconnected "
             "UDP sockets): mount it, or use --probes syscalls"
         )
-    return probes
+    return probes, None
 
 
 @lru_cache(maxsize=4096)  # peers shared by many flows; each flow is decoded once
@@ -433,7 +438,7 @@ class LiveSource:
         ensure_tracefs()
         check_headers()
         abi = load_abi()
-        mode = _resolve_mode(bcc, probes)
+        mode, fallback = _resolve_mode(bcc, probes)
         have_set_state = bool(bcc.BPF.tracepoint_exists("sock", "inet_sock_set_state"))
         flags = program_cflags(mode, max_flows or abi.values["MAX_FLOWS"], have_set_state)
         try:
@@ -441,6 +446,8 @@ class LiveSource:
         except Exception as exc:  # BCC raises bare Exception for compile/load/attach failures
             raise ProbeError(f"loading the BPF program failed: {exc}") from None
         source = cls(bpf, mode, abi)
+        if fallback is not None:
+            source.warnings.insert(0, f"using syscalls probes: {fallback}")
         try:
             source._seed_maps()
             if mode == "socket":

@@ -56,3 +56,22 @@ def test_kernel_headers_missing(tmp_path: Path) -> None:
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *NETMON]
     )
     _assert_one_line_error(proc, KernelHeadersMissing.exit_code, "linux-headers-")
+
+
+def test_auto_without_cgroup2_falls_back_to_syscalls_and_says_why() -> None:
+    from netmon.sources.bpf_link import cgroup2_mount
+
+    root = cgroup2_mount()
+    assert root is not None, "this test hides the cgroup v2 mount, which must exist"
+    # Unmount it in a private mount namespace of the child only.
+    script = f'umount -l "{root}" && exec "$@"'
+    proc = _run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *NETMON]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+    warnings = proc.stderr.strip().splitlines()
+    assert warnings[0] == (
+        "netmon: warning: using syscalls probes: the cgroup v2 hierarchy is not mounted"
+    ), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -224,6 +224,19 @@ def test_warnings_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(out.out.splitlines()) == 1
 
 
+def test_a_pid_that_names_no_process_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    source = FakeSource(clock=clock)
+    absent = 2**22 + 1  # above PID_MAX_LIMIT: never a pid
+    assert not Path(f"/proc/{absent}").exists()
+    argv = ["--json", "--count", "1", "--pid", f"{os.getpid()},{absent}"]
+    assert cli.main(argv, source_factory=Factory(source), clock=clock, stop=FakeStop(clock)) == 0
+    err = capsys.readouterr().err
+    assert only_line(err) == (
+        f"netmon: warning: --pid {absent}: no such process now; it is shown if it appears"
+    )
+
+
 def test_transient_read_failure_is_logged_to_stderr_in_json_mode(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
