@@ -105,10 +105,9 @@ struct sock_ident {
  * sock_addr programs (value of udp_peers, keyed by pid_tgid). */
 struct udp_peer {
     __u64 sk;
-    __u8 ip[16];     /* IPv4 in the first 4 bytes when `v4` */
+    __u8 ip[16];     /* IPv4: the first 4 bytes, the rest zero */
     __u16 port_be;
-    __u8 v4;
-    __u8 pad[5];
+    __u16 pad[3];
 };
 
 BPF_TABLE("lru_percpu_hash", struct traffic_key, struct traffic_stats, traffic_map,
@@ -120,12 +119,6 @@ BPF_HASH(listen_ports, struct port_key, __u32, NETMON_MAX_LISTEN_PORTS);
 BPF_TABLE("lru_hash", __u64, struct sock_ident, sock_idents, NETMON_MAX_SOCKETS);
 BPF_TABLE("lru_hash", __u64, struct call_ctx, calls, NETMON_MAX_CALLS);
 BPF_ARRAY(counters, __u64, NETMON_COUNTER_MAX);
-
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define NETMON_V4MAPPED_WORD 0xffff0000   /* bytes 00 00 ff ff */
-#else
-#define NETMON_V4MAPPED_WORD 0x0000ffff
-#endif
 
 static __always_inline __u16 netmon_ntohs(__u16 v)
 {
@@ -686,7 +679,6 @@ static __always_inline void remember_udp_peer(struct bpf_sock_addr *ctx, int v6)
     p->sk = (__u64)ctx->sk;
     p->port_be = (__u16)ctx->user_port;
     __u32 *ip = (__u32 *)p->ip;
-    p->v4 = !v6;
     if (v6) {
         ip[0] = ctx->user_ip6[0];
         ip[1] = ctx->user_ip6[1];
@@ -768,17 +760,9 @@ static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk,
     if (id->key.protocol == NETMON_PROTO_UDP) {
         struct udp_peer *p = udp_peers.lookup(&tid);
         if (p && p->sk == sk) {
-            __u32 ip[4] = {*(__u32 *)p->ip, 0, 0, 0};
-            /* An IPv6 socket sending to a v4-mapped address goes through the
-             * IPv4 code, which reports the IPv4 address: map it back. */
-            if (p->v4 && id->key.family == NETMON_FAMILY_IPV6) {
-                ip[2] = NETMON_V4MAPPED_WORD;   /* ::ffff:a.b.c.d */
-                ip[3] = ip[0];
-                ip[0] = 0;
-            } else if (!p->v4) {
-                __builtin_memcpy(ip, p->ip, 16);
-            }
-            flow_with_peer(&key, id, (__u8 *)ip, p->port_be);
+            /* (An IPv6 socket's receives, IPv4-mapped ones included, go
+             * through the IPv6 hook: the address is in the socket's family.) */
+            flow_with_peer(&key, id, p->ip, p->port_be);
             p->sk = 0;   /* used: a later call without a peer must not reuse it */
         } else {
             flow_with_peer(&key, id, 0, 0);
