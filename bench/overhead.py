@@ -113,7 +113,6 @@ def run_loop(binary: Path, workload: str, n: int, warmup: int) -> LoopResult:
 
 
 # ----------------------------------------------------------------- bpf_stats
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
 BPF_ENABLE_STATS = 32
 BPF_STATS_RUN_TIME = 0
 
@@ -124,13 +123,13 @@ def _enable_stats_fd() -> int | None:
     Unlike the sysctl, this is counted per holder, so another tool switching
     kernel.bpf_stats_enabled off in the middle of the run cannot disturb it.
     """
-    nr = BPF_SYSCALL.get(platform.machine())
-    if nr is None:
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
+    from netmon.sources.bpf_link import BpfError, bpf
+
     attr = ctypes.create_string_buffer(struct.pack("I", BPF_STATS_RUN_TIME), 16)
-    fd = int(libc.syscall(nr, BPF_ENABLE_STATS, attr, len(attr.raw)))
-    return fd if fd >= 0 else None
+    try:
+        return bpf(BPF_ENABLE_STATS, attr)
+    except BpfError:
+        return None
 
 
 @contextmanager

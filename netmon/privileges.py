@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netmon.errors import NetmonError, UsageError
+from netmon.sources.bpf_link import bpf
 
 log = logging.getLogger(__name__)
 
@@ -179,21 +180,9 @@ def _last_cap() -> int:
         return 63
 
 
-_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351}
 _BPF_MAP_CREATE, _BPF_MAP_LOOKUP_ELEM = 0, 1
 _BPF_MAP_TYPE_ARRAY = 2
 CAP_BPF = 39
-
-
-def _bpf(libc: ctypes.CDLL, cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
-    number = _BPF_SYSCALL.get(os.uname().machine)
-    if number is None:
-        raise OSError(0, f"no bpf() syscall number known for {os.uname().machine}")
-    result: int = libc.syscall(number, cmd, attr, len(attr))
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return result
 
 
 def map_access_needs_cap_bpf(target: Target) -> bool:
@@ -204,7 +193,7 @@ def map_access_needs_cap_bpf(target: Target) -> bool:
     libc = _libc()
     try:
         create = ctypes.create_string_buffer(struct.pack("IIII", _BPF_MAP_TYPE_ARRAY, 4, 4, 1), 128)
-        map_fd = _bpf(libc, _BPF_MAP_CREATE, create)
+        map_fd = bpf(_BPF_MAP_CREATE, create)
     except OSError:
         return True
     try:
@@ -223,7 +212,7 @@ def map_access_needs_cap_bpf(target: Target) -> bool:
                     ),
                     128,
                 )
-                code = 0 if _bpf(libc, _BPF_MAP_LOOKUP_ELEM, lookup) == 0 else 1
+                code = 0 if bpf(_BPF_MAP_LOOKUP_ELEM, lookup) == 0 else 1
             except OSError:
                 code = 1
             finally:

@@ -36,7 +36,7 @@ from netmon.model import (
     ProcessReadings,
     RawSample,
 )
-from netmon.sources.bpf_link import LinkError, cgroup2_mount, link_create
+from netmon.sources.bpf_link import BpfError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
 from netmon.sources.memory import release_compiler_memory
 from netmon.sources.socket_tables import ephemeral_range, listening_ports, raw_and_icmp_sockets
@@ -485,7 +485,7 @@ class LiveSource:
                     ) from None
                 try:
                     self._links.append(link_create(fn.fd, cgroup_fd, int(attach_type)))
-                except LinkError as exc:
+                except BpfError as exc:
                     raise ProbeError(
                         f"attaching {name} to the cgroup at {root} failed: {exc.strerror}"
                     ) from None

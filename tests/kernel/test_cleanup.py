@@ -7,20 +7,15 @@ file descriptor of the link is closed: at exit, and at SIGKILL too.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import platform
 import signal
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
-from netmon.sources.bpf_link import cgroup2_mount
+from netmon.sources.bpf_link import cgroup2_mount, cgroup_program_ids
 
 from .test_pipeline import LINE_TIMEOUT_S, _read_line
 
-_BPF_PROG_QUERY = 16
 _BPF_CGROUP_UDP4_RECVMSG = 19
 _BPF_CGROUP_INET_SOCK_CREATE = 2
 
@@ -29,22 +24,7 @@ def _attached(attach_type: int) -> set[int]:
     """Ids of the programs attached at the cgroup v2 root for `attach_type`."""
     root = cgroup2_mount()
     assert root is not None, "socket mode needs cgroup v2"
-    nr = {"x86_64": 321, "aarch64": 280}[platform.machine()]
-    libc = ctypes.CDLL(None, use_errno=True)
-    ids = (ctypes.c_uint32 * 256)()
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        # target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt
-        attr = ctypes.create_string_buffer(
-            struct.pack("IIIIQI", fd, attach_type, 0, 0, ctypes.addressof(ids), len(ids)), 64
-        )
-        if libc.syscall(nr, _BPF_PROG_QUERY, attr, 64) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-        count = struct.unpack_from("I", attr.raw, 24)[0]
-        return {ids[i] for i in range(count)}
-    finally:
-        os.close(fd)
+    return cgroup_program_ids(root, attach_type)
 
 
 def _programs_of(pid: int) -> set[int]:

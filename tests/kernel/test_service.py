@@ -3,9 +3,7 @@ capability and still counts exact bytes; the privilege drop itself."""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import platform
 import pwd
 import struct
 from pathlib import Path
@@ -21,7 +19,7 @@ from netmon.privileges import (
     map_access_needs_cap_bpf,
     read_credentials,
 )
-from netmon.sources.bpf_link import cgroup2_mount
+from netmon.sources.bpf_link import cgroup2_mount, cgroup_program_ids
 
 from .service import Netmon, process_counter, scrape, wait_until
 from .traffic import tcp_client, tcp_server
@@ -39,7 +37,6 @@ def _cgroup_types() -> set[int]:
 
 
 CGROUP_TYPES = _cgroup_types()
-_BPF_PROG_QUERY = 16
 
 
 def prog_ids_held(pid: int) -> set[int]:
@@ -61,25 +58,7 @@ def attached_ids() -> set[tuple[int, int]]:
     run on this machine meanwhile."""
     root = cgroup2_mount()
     assert root is not None, "socket mode needs cgroup v2"
-    nr = {"x86_64": 321, "aarch64": 280}[platform.machine()]
-    libc = ctypes.CDLL(None, use_errno=True)
-    out: set[tuple[int, int]] = set()
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for attach_type in CGROUP_TYPES:
-            ids = (ctypes.c_uint32 * 256)()
-            # target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt
-            attr = ctypes.create_string_buffer(
-                struct.pack("IIIIQI", fd, attach_type, 0, 0, ctypes.addressof(ids), 256), 64
-            )
-            if libc.syscall(nr, _BPF_PROG_QUERY, attr, 64) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
-            count = struct.unpack_from("I", attr.raw, 24)[0]
-            out |= {(attach_type, ids[i]) for i in range(count)}
-    finally:
-        os.close(fd)
-    return out
+    return {(t, i) for t in CGROUP_TYPES for i in cgroup_program_ids(root, t)}
 
 
 @pytest.mark.parametrize("mode", ["socket", "syscalls"])
