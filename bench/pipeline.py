@@ -75,7 +75,8 @@ class TrafficStats(ctypes.Structure):
     _fields_ = [("bytes_sent", ctypes.c_uint64), ("bytes_recv", ctypes.c_uint64),
                 ("packets_sent", ctypes.c_uint64), ("packets_recv", ctypes.c_uint64),
                 ("named_ns", ctypes.c_uint64), ("comm", ctypes.c_char * 16),
-                ("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32)]  # fmt: skip
+                ("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("cgroup_id", ctypes.c_uint64)]  # fmt: skip
 
 
 class FakeTable:

@@ -152,7 +152,7 @@ static __always_inline void add_stats(struct traffic_stats *st, __u64 bytes, __u
 }
 
 /* A new entry: what does not change per event is captured once, here. The
- * process name is kept current by task_rename below. */
+ * process name and cgroup are kept current by task_rename below. */
 static __always_inline void init_stats(struct traffic_stats *st)
 {
     __u32 pf = 0;
@@ -160,6 +160,7 @@ static __always_inline void init_stats(struct traffic_stats *st)
     bpf_probe_read_kernel(&pf, sizeof(pf), task + OFF_TASK_FLAGS);
     st->flags = (pf & NETMON_PF_KTHREAD) ? NETMON_FLAG_KERNEL_THREAD : 0;
     bpf_get_current_comm(&st->comm, sizeof(st->comm));
+    st->cgroup_id = bpf_get_current_cgroup_id();
     st->named_ns = bpf_ktime_get_ns();
 }
 
@@ -197,7 +198,9 @@ static __always_inline void account(struct traffic_key *key, __u64 bytes, __u64 
 
 /* A process renamed itself (prctl, exec): keep its name current without
  * reading the name on every event. Threads naming themselves are not the
- * process. */
+ * process. The cgroup is read again too, into the same copy: a process
+ * moved into a service's or container's cgroup and then exec'd shows its
+ * new home. */
 TRACEPOINT_PROBE(task, task_rename)
 {
     __u64 id = bpf_get_current_pid_tgid();
@@ -207,6 +210,7 @@ TRACEPOINT_PROBE(task, task_rename)
     struct traffic_stats *ps = pid_stats.lookup(&tgid);   /* this CPU's copy */
     if (ps) {
         bpf_probe_read_kernel(ps->comm, sizeof(ps->comm), args->newcomm);
+        ps->cgroup_id = bpf_get_current_cgroup_id();
         ps->named_ns = bpf_ktime_get_ns();
     }
     return 0;

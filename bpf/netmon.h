@@ -64,9 +64,10 @@ struct traffic_key {
 
 /* Value of traffic_map (per flow) and pid_stats (per process). Both maps are
  * per CPU: each CPU adds to its own copy without atomics, and user space sums
- * the counters of all copies. The name is written once when the entry is
- * created (and for pid_stats again at a rename), in the copy of the CPU that
- * did it: the copy with the newest `named_ns` holds the current name. */
+ * the counters of all copies. The name and cgroup are written once when the
+ * entry is created (and for pid_stats again at a rename), in the copy of the
+ * CPU that did it: the copy with the newest `named_ns` holds the current name
+ * and cgroup. */
 struct traffic_stats {
     __u64 bytes_sent;
     __u64 bytes_recv;
@@ -76,6 +77,7 @@ struct traffic_stats {
     char comm[NETMON_COMM_LEN];
     __u32 flags;             /* NETMON_FLAG_*, in the copy that has the name */
     __u32 pad;
+    __u64 cgroup_id;         /* cgroup v2 id (its directory's inode), with the name */
 };
 
 /* Key of listen_ports: local ports that make a socket the server side. */

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from netmon.abi import Abi, bpf_dir, load_abi
+from netmon.cgroups import CgroupNames
 from netmon.config import PROBE_MODES
 from netmon.errors import (
     BccMissing,
@@ -324,16 +325,17 @@ def _lookup_batch(table: Any, keys: Any, values: Any) -> int:
 
 
 def counter_columns(values: np.ndarray, kernel_flag: int) -> tuple[np.ndarray, ...]:
-    """Counters (n, 4), names and kernel-thread marks of a batch of
-    `struct traffic_stats` (traffic_map and pid_stats values): the one
+    """Counters (n, 4), names, kernel-thread marks and cgroup ids of a batch
+    of `struct traffic_stats` (traffic_map and pid_stats values): the one
     place that knows what a value holds. The maps are per CPU: `values` has
-    one column per CPU, whose counters add up; the name and flags are those
-    of the copy named last (see netmon.h)."""
+    one column per CPU, whose counters add up; the name, flags and cgroup are
+    those of the copy named last (see netmon.h)."""
     if values.ndim == 1:
         values = values[:, np.newaxis]
     counts = np.stack([values[f].sum(axis=1, dtype=np.uint64) for f in COUNT_FIELDS], axis=1)
     named = values[np.arange(len(values)), values["named_ns"].argmax(axis=1)]
-    return counts, named["comm"], (named["flags"] & kernel_flag) != 0
+    return (counts, named["comm"], (named["flags"] & kernel_flag) != 0,
+            named["cgroup_id"].astype(np.uint64))  # fmt: skip
 
 
 def current_names(
@@ -427,6 +429,11 @@ class LiveSource:
         self._raw_hooks_attached = False
         self._may_attach = True  # False once netmon has given up its privileges
         self._told_cannot_attach = False
+        self._cgroups = CgroupNames(cgroup2_mount())
+        if self._cgroups.root is None:
+            self.warnings.append(
+                "no cgroup v2 hierarchy is mounted: flows carry no cgroup or service"
+            )
 
     @classmethod
     def open(cls, probes: str = "auto", max_flows: int | None = None) -> LiveSource:
@@ -596,8 +603,8 @@ class LiveSource:
         keys, values = self._dump("traffic_map", self._traffic)
         pid_keys, pid_values = self._dump("pid_stats", self._pids)
         kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
-        counts, comm, kernel = counter_columns(values, kernel_flag)
-        pid_counts, pid_comm, pid_kernel = counter_columns(pid_values, kernel_flag)
+        counts, comm, kernel, cgroup = counter_columns(values, kernel_flag)
+        pid_counts, pid_comm, pid_kernel, pid_cgroup = counter_columns(pid_values, kernel_flag)
         pids = pid_keys.astype(np.int64)
         raw_keys = keys.view(np.dtype((np.void, keys.dtype.itemsize)))
         flows = FlowReadings(
@@ -607,11 +614,14 @@ class LiveSource:
             comm=current_names(keys["pid"].astype(np.int64), comm, pids, pid_comm),
             kernel=kernel,
             rows_token=keys.tobytes(),  # same bytes: same flows in the same order
+            cgroup=cgroup,
         )
         self._last_read = (flows, keys)
         processes = ProcessReadings(
-            ids=pids.tolist(), counts=pid_counts, comm=pid_comm, kernel=pid_kernel
-        )
+            ids=pids.tolist(), counts=pid_counts, comm=pid_comm, kernel=pid_kernel,
+            cgroup=pid_cgroup,
+        )  # fmt: skip
+        cgroups = self._cgroups.names(np.union1d(cgroup, pid_cgroup).tolist())
         protocols = self._protocol_totals()
         dropped = self._dropped(created, len(flows))
         if exited:
@@ -624,6 +634,7 @@ class LiveSource:
             protocols=protocols,
             dropped=dropped,
             exited=exited,
+            cgroups=cgroups,
         )
 
     def _remove_exited(self, exited: frozenset[int], keys: np.ndarray) -> None:

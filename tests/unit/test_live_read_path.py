@@ -28,6 +28,7 @@ class Stats(ctypes.Structure):  # the shape of struct traffic_stats
         ("comm", ctypes.c_char * 16),
         ("flags", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
+        ("cgroup_id", ctypes.c_uint64),
     ]
 
 
@@ -42,29 +43,31 @@ def test_numpy_dtype_follows_the_ctypes_layout_with_names_as_bytes() -> None:
 
 def test_counter_columns_of_a_batch() -> None:
     values = (Stats * 2)()
-    values[0] = Stats(1, 2, 3, 4, 5, b"nginx", 0)
-    values[1] = Stats(2**64 - 1, 0, 1, 0, 9, b"kworker/0:1", 1)
+    values[0] = Stats(1, 2, 3, 4, 5, b"nginx", 0, 0, 4242)
+    values[1] = Stats(2**64 - 1, 0, 1, 0, 9, b"kworker/0:1", 1, 0, 1)
     records = np.frombuffer(values, numpy_dtype(Stats))
-    counts, comm, kernel = counter_columns(records, kernel_flag=1)
+    counts, comm, kernel, cgroup = counter_columns(records, kernel_flag=1)
     assert counts.dtype == np.uint64
     assert counts.tolist() == [[1, 2, 3, 4], [2**64 - 1, 0, 1, 0]]
     assert comm.tolist() == [b"nginx", b"kworker/0:1"]
     assert kernel.tolist() == [False, True]
+    assert cgroup.tolist() == [4242, 1]
 
 
 def test_counter_columns_of_per_cpu_copies() -> None:
-    """Counters add up over the CPUs' copies; the name and flags are those of
-    the copy named last (a rename on another CPU than the creation)."""
+    """Counters add up over the CPUs' copies; the name, flags and cgroup are
+    those of the copy named last (a rename on another CPU than the creation)."""
     values = (Stats * 4)()
-    values[0] = Stats(10, 0, 1, 0, 100, b"nginx", 0)  # created on CPU 0
-    values[1] = Stats(5, 7, 1, 1, 0, b"", 0)  # counted on CPU 1 too
-    values[2] = Stats(0, 1, 0, 1, 100, b"old", 1)
-    values[3] = Stats(2, 0, 1, 0, 200, b"renamed", 1)  # renamed on CPU 1
+    values[0] = Stats(10, 0, 1, 0, 100, b"nginx", 0, 0, 77)  # created on CPU 0
+    values[1] = Stats(5, 7, 1, 1, 0, b"", 0, 0, 0)  # counted on CPU 1 too
+    values[2] = Stats(0, 1, 0, 1, 100, b"old", 1, 0, 10)
+    values[3] = Stats(2, 0, 1, 0, 200, b"renamed", 1, 0, 11)  # renamed (and moved) on CPU 1
     records = np.frombuffer(values, numpy_dtype(Stats)).reshape(2, 2)
-    counts, comm, kernel = counter_columns(records, kernel_flag=1)
+    counts, comm, kernel, cgroup = counter_columns(records, kernel_flag=1)
     assert counts.tolist() == [[15, 7, 2, 1], [2, 1, 1, 1]]
     assert comm.tolist() == [b"nginx", b"renamed"]
     assert kernel.tolist() == [False, True]
+    assert cgroup.tolist() == [77, 11]
 
 
 def test_flows_show_their_process_current_name() -> None:
