@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from netmon.model import FlowKey, FlowStat, FlowTable, ProcessStat, Snapshot
+from netmon.model import Cgroup, FlowKey, FlowStat, FlowTable, ProcessStat, Snapshot
 
 _SEPARATORS = (",", ":")
 
@@ -47,6 +47,8 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "rate_bps": f.rate_bps,
                 "anomaly": f.anomaly,
                 "kernel": f.kernel,
+                "cgroup": f.cgroup,
+                "service": f.service,
             }
             for f in snap.flows
         ],
@@ -64,6 +66,8 @@ def _process_dict(p: ProcessStat) -> dict[str, Any]:
         "bytes_recv": p.bytes_recv,
         "rate_bps": p.rate_bps,
         "kernel": p.kernel,
+        "cgroup": p.cgroup,
+        "service": p.service,
     }
 
 
@@ -89,11 +93,12 @@ def dumps(snap: Snapshot) -> str:
 
 
 class _FlowText:
-    """Cached JSON text of each flow's fixed part: its key and name."""
+    """Cached JSON text of each flow's fixed parts: its key and name, and its
+    cgroup."""
 
     # What follows the numbers, by anomaly * 2 + kernel.
     _ENDS = np.array(
-        [f',"anomaly":{a},"kernel":{k}}}' for a in ("false", "true") for k in ("false", "true")],
+        [f',"anomaly":{a},"kernel":{k}' for a in ("false", "true") for k in ("false", "true")],
         dtype=object,
     )
 
@@ -101,6 +106,7 @@ class _FlowText:
         # id(key) -> (key, name, text up to "bytes_sent":). The entry holds
         # the key, so no other object can have that id meanwhile.
         self._heads: dict[int, tuple[FlowKey, str, str]] = {}
+        self._tails: dict[Cgroup | None, str] = {}  # ',"cgroup":...}' by cgroup
 
     def _head(self, key: FlowKey, comm: str) -> tuple[FlowKey, str, str]:
         fields = {"pid": key.pid, "comm": comm, "protocol": key.protocol, "family": key.family,
@@ -108,6 +114,17 @@ class _FlowText:
         text = json.dumps(fields, separators=_SEPARATORS)[:-1] + ',"bytes_sent":'
         entry = self._heads[id(key)] = (key, comm, text)
         return entry
+
+    def _tail(self, cgroup: Cgroup | None) -> str:
+        text = self._tails.get(cgroup)
+        if text is None:
+            if len(self._tails) > 4096:
+                self._tails.clear()
+            fields: dict[str, str | None] = {"cgroup": None, "service": None}
+            if cgroup is not None:
+                fields = {"cgroup": cgroup.path, "service": cgroup.service}
+            text = self._tails[cgroup] = "," + json.dumps(fields, separators=_SEPARATORS)[1:]
+        return text
 
     def flows(self, table: FlowTable) -> str:
         """The table's flow objects, comma-separated, in the table's order."""
@@ -120,14 +137,16 @@ class _FlowText:
             entry = get(id(key))
             heads.append(entry[2] if entry is not None and entry[1] == comm else make(key, comm)[2])
         ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
+        cgroups = table.cgroups if table.cgroups is not None else [None] * len(table)
+        tails = list(map(self._tail, cgroups))
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
         return ",".join([
             f'{head}{sent},"bytes_recv":{recv},"packets_sent":{psent},"packets_recv":{precv},'
-            f'"rate_bps":{rate!r}{end}'
-            for head, sent, recv, psent, precv, rate, end in zip(
+            f'"rate_bps":{rate!r}{end}{tail}'
+            for head, sent, recv, psent, precv, rate, end, tail in zip(
                 heads, counts[:, 0].tolist(), counts[:, 1].tolist(), counts[:, 2].tolist(),
-                counts[:, 3].tolist(), table.rate_bps.tolist(), ends, strict=True,
+                counts[:, 3].tolist(), table.rate_bps.tolist(), ends, tails, strict=True,
             )
         ])  # fmt: skip
 
@@ -201,6 +220,14 @@ def _str(obj: dict[str, Any], name: str) -> str:
     return value
 
 
+def _opt_str(obj: dict[str, Any], name: str) -> str | None:
+    """A string field that may be null or missing (recordings made before it
+    existed)."""
+    if obj.get(name) is None:
+        return None
+    return _str(obj, name)
+
+
 def _bool(obj: dict[str, Any], name: str, default: bool | None = None) -> bool:
     if default is not None and name not in obj:
         return default
@@ -251,6 +278,8 @@ def _flow(f: dict[str, Any]) -> FlowStat:
         rate_bps=_num(f, "rate_bps", MAX_RATE_BPS),
         anomaly=_bool(f, "anomaly"),
         kernel=_bool(f, "kernel", default=False),
+        cgroup=_opt_str(f, "cgroup"),
+        service=_opt_str(f, "service"),
     )
 
 
@@ -262,6 +291,8 @@ def _process(p: dict[str, Any]) -> ProcessStat:
         bytes_recv=_int(p, "bytes_recv"),
         rate_bps=_num(p, "rate_bps", MAX_RATE_BPS),
         kernel=_bool(p, "kernel", default=False),
+        cgroup=_opt_str(p, "cgroup"),
+        service=_opt_str(p, "service"),
     )
 
 

@@ -33,13 +33,14 @@ Flows forgotten after `forget_after_s` are dropped from the columns.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from itertools import pairwise
 from typing import Any, ClassVar, cast
 
 import numpy as np
 
 from netmon.model import (
+    Cgroup,
     FlowKey,
     FlowRates,
     FlowReadings,
@@ -63,6 +64,7 @@ class _Ledger:
     totals: np.ndarray
     last_seen_ns: np.ndarray
     kernel: np.ndarray
+    cgroup_id: np.ndarray
     # column -> (dtype, shape after the slot axis)
     COLUMNS: ClassVar[dict[str, tuple[Any, tuple[int, ...]]]] = {
         "last": (np.uint64, (4,)),  # last kernel values seen
@@ -70,10 +72,12 @@ class _Ledger:
         "totals": (np.uint64, (4,)),  # bytes_sent, bytes_recv, packets_sent, packets_recv
         "last_seen_ns": (np.int64, ()),
         "kernel": (np.bool_, ()),
+        "cgroup_id": (np.uint64, ()),  # the id `cgroup` was named from
     }
 
     def __init__(self) -> None:
         self.ids: list[Hashable] = []
+        self.cgroup: list[Cgroup | None] = []  # named cgroups
         self.slot_of: dict[Hashable, int] = {}
         self.comm: list[str] = []  # decoded names
         self.comm_raw = np.zeros(0, dtype="S16")
@@ -103,6 +107,7 @@ class _Ledger:
             self.ids.extend(new_ids)
             self.slot_of.update(zip(new_ids, range(start, start + len(new_ids)), strict=True))
             self.comm.extend([""] * len(new_ids))
+            self.cgroup.extend([None] * len(new_ids))
             self.comm_raw = np.concatenate([self.comm_raw, np.zeros(len(new_ids), "S16")])
             for name, (dtype, shape) in self.COLUMNS.items():
                 grown: np.ndarray = np.zeros((len(new_ids), *shape), dtype=dtype)
@@ -111,9 +116,11 @@ class _Ledger:
         self._token, self._token_slots = readings.rows_token, slots
         return slots
 
-    def fold(self, readings: Readings, now: int) -> tuple[np.ndarray, np.ndarray]:
-        """Fold in a new reading; returns each row's slot and the bytes it
-        moved since the last reading."""
+    def fold(
+        self, readings: Readings, now: int, cgroups: Mapping[int, Cgroup] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fold in a new reading (and the names of its cgroup ids); returns
+        each row's slot and the bytes it moved since the last reading."""
         slots = self.slots(readings)
         current = readings.counts.astype(np.uint64, copy=False)
         last = self.last[slots]
@@ -126,7 +133,19 @@ class _Ledger:
         self.last_seen_ns[slots] = now
         self.kernel[slots] = readings.kernel
         self._fold_names(slots, readings.comm)
+        self._fold_cgroups(slots, readings.cgroup, cgroups or {})
         return slots, delta[:, 0] + delta[:, 1]
+
+    def _fold_cgroups(
+        self, slots: np.ndarray, ids: np.ndarray, names: Mapping[int, Cgroup]
+    ) -> None:
+        """Keep the latest known cgroup; look up only the ids that changed."""
+        changed = np.flatnonzero((ids != self.cgroup_id[slots]) & (ids != 0))
+        for row in changed.tolist():
+            slot = slots[row]
+            cgroup_id = int(ids[row])
+            self.cgroup_id[slot] = cgroup_id
+            self.cgroup[slot] = names.get(cgroup_id)
 
     def _fold_names(self, slots: np.ndarray, comm: np.ndarray) -> None:
         """Keep the latest non-empty name; decode only those that changed."""
@@ -145,6 +164,7 @@ class _Ledger:
         self.ids = [i for i, k in zip(self.ids, kept, strict=True) if k]
         self.slot_of = {i: n for n, i in enumerate(self.ids)}
         self.comm = [c for c, k in zip(self.comm, kept, strict=True) if k]
+        self.cgroup = [c for c, k in zip(self.cgroup, kept, strict=True) if k]
         self.comm_raw = self.comm_raw[mask]
         for name in self.COLUMNS:
             setattr(self, name, getattr(self, name)[mask])
@@ -272,7 +292,7 @@ class MetricsEngine:
         self._forget_exited()
         self._exiting = sample.exited
         flows = self._flows
-        slots, moved = flows.fold(sample.flow_readings, now)
+        slots, moved = flows.fold(sample.flow_readings, now, sample.cgroups)
         flows.pending[slots] += moved
         self._present, self._present_slots = sample.flow_readings, slots
         if rebase:
@@ -281,7 +301,7 @@ class MetricsEngine:
         elif dt > 0:
             self._rate_base_ns = now
             self._update_rates(dt)
-        self._procs.fold(sample.process_readings, now)
+        self._procs.fold(sample.process_readings, now, sample.cgroups)
         self._forget(now)
         return self._snapshot(sample, dt)
 
@@ -347,6 +367,7 @@ class MetricsEngine:
             anomaly=rate[order] > self.threshold_bps,
             kernel=flows.kernel[order],
             tie_rank=flows.tie_rank[order],
+            cgroups=list(map(flows.cgroup.__getitem__, picked)),
         )
 
         processes = [
@@ -357,12 +378,15 @@ class MetricsEngine:
                 bytes_recv=t[1],
                 rate_bps=proc_rate.get(pid, 0.0),
                 kernel=kernel,
+                cgroup=None if cg is None else cg.path,
+                service=None if cg is None else cg.service,
             )
-            for pid, comm, t, kernel in zip(
+            for pid, comm, t, kernel, cg in zip(
                 cast(list[int], procs.ids),
                 procs.comm,
                 procs.totals.tolist(),
                 procs.kernel.tolist(),
+                procs.cgroup,
                 strict=True,
             )
             if self.show_kernel or not kernel
@@ -384,14 +408,15 @@ class MetricsEngine:
         flows = self._flows
         known = np.array(self._procs.ids, dtype=np.int64)
         slots = np.flatnonzero(visible & ~np.isin(flows.pid, known))
-        orphan: dict[int, tuple[str, int, int, bool]] = {}
+        orphan: dict[int, tuple[str, int, int, bool, Cgroup | None]] = {}
         for slot in slots.tolist():
             pid = flows.keys[slot].pid
             sent, recv = flows.totals[slot, :2].tolist()
             prev = orphan.get(pid)
             if prev is not None:
                 sent, recv = sent + prev[1], recv + prev[2]
-            orphan[pid] = (flows.comm[slot], sent, recv, bool(flows.kernel[slot]))
+            orphan[pid] = (flows.comm[slot], sent, recv, bool(flows.kernel[slot]),
+                           flows.cgroup[slot])  # fmt: skip
         return [
             ProcessStat(
                 pid=pid,
@@ -400,6 +425,8 @@ class MetricsEngine:
                 bytes_recv=recv,
                 rate_bps=proc_rate.get(pid, 0.0),
                 kernel=kernel,
+                cgroup=None if cg is None else cg.path,
+                service=None if cg is None else cg.service,
             )
-            for pid, (comm, sent, recv, kernel) in orphan.items()
+            for pid, (comm, sent, recv, kernel, cg) in orphan.items()
         ]

@@ -49,6 +49,17 @@ def flow_order(key: FlowKey) -> tuple[int, str, int, str, str, str]:
     return (key.pid, key.protocol, key.port, key.remote_ip or "", key.family, key.role)
 
 
+@dataclass(frozen=True, slots=True)
+class Cgroup:
+    """The cgroup (v2) that moved a flow's bytes, as shown: its path under the
+    cgroup2 mount ("/system.slice/nginx.service") and the service or
+    container it stands for ("nginx.service", "docker:3f2a1b0c9d8e"); see
+    netmon.cgroups."""
+
+    path: str
+    service: str | None
+
+
 @dataclass(frozen=True)
 class FlowCounters:
     """Cumulative kernel counters for one flow at read time."""
@@ -59,6 +70,7 @@ class FlowCounters:
     packets_recv: int
     comm: str  # process name captured in the kernel at event time
     kernel: bool = False  # moved by a kernel thread
+    cgroup_id: int = 0  # cgroup v2 id captured with the name; 0: unknown
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class ProcessCounters:
     packets_sent: int
     packets_recv: int
     kernel: bool = False
+    cgroup_id: int = 0
 
 
 @lru_cache(maxsize=4096)
@@ -111,11 +124,14 @@ class Readings(Mapping[K, V]):
         comm: np.ndarray,
         kernel: np.ndarray,
         rows_token: bytes | None = None,
+        cgroup: np.ndarray | None = None,
     ) -> None:
         self._ids = ids
         self.counts = counts  # (n, 4): bytes_sent, bytes_recv, packets_sent, packets_recv
         self.comm = comm  # (n,) raw names (bytes)
         self.kernel = kernel  # (n,) bool: moved by a kernel thread
+        # (n,) uint64 cgroup v2 ids, 0 where unknown
+        self.cgroup = np.zeros(len(counts), np.uint64) if cgroup is None else cgroup
         self.rows_token = rows_token
         self._index: dict[Any, int] | None = None
 
@@ -161,8 +177,9 @@ class FlowReadings(Readings[FlowKey, FlowCounters]):
         comm: np.ndarray,
         kernel: np.ndarray,
         rows_token: bytes | None = None,
+        cgroup: np.ndarray | None = None,
     ) -> None:
-        super().__init__(ids, counts, comm, kernel, rows_token)
+        super().__init__(ids, counts, comm, kernel, rows_token, cgroup)
         self.key_of = key_of
 
     @classmethod
@@ -179,6 +196,7 @@ class FlowReadings(Readings[FlowKey, FlowCounters]):
             ),
             comm=_comm_array(c.comm for c in values),
             kernel=np.array([c.kernel for c in values], dtype=bool),
+            cgroup=np.array([c.cgroup_id for c in values], dtype=np.uint64),
         )
 
     def _key(self, row_id: Hashable) -> FlowKey:
@@ -187,8 +205,9 @@ class FlowReadings(Readings[FlowKey, FlowCounters]):
     def _record(self, row: int) -> FlowCounters:
         c = self.counts[row].tolist()
         return FlowCounters(
-            c[0], c[1], c[2], c[3], decode_comm(bytes(self.comm[row])), bool(self.kernel[row])
-        )
+            c[0], c[1], c[2], c[3], decode_comm(bytes(self.comm[row])), bool(self.kernel[row]),
+            int(self.cgroup[row]),
+        )  # fmt: skip
 
 
 def _same_key(key: FlowKey) -> FlowKey:
@@ -211,6 +230,7 @@ class ProcessReadings(Readings[int, ProcessCounters]):
             ),
             comm=_comm_array(c.comm for c in values),
             kernel=np.array([c.kernel for c in values], dtype=bool),
+            cgroup=np.array([c.cgroup_id for c in values], dtype=np.uint64),
         )
 
     def _key(self, row_id: Hashable) -> int:
@@ -222,8 +242,9 @@ class ProcessReadings(Readings[int, ProcessCounters]):
         pid = self.ids[row]
         assert isinstance(pid, int)
         return ProcessCounters(
-            pid, decode_comm(bytes(self.comm[row])), c[0], c[1], c[2], c[3], bool(self.kernel[row])
-        )
+            pid, decode_comm(bytes(self.comm[row])), c[0], c[1], c[2], c[3], bool(self.kernel[row]),
+            int(self.cgroup[row]),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -239,6 +260,9 @@ class RawSample:
     dropped: int  # flows the kernel could not keep (evicted or failed inserts)
     # Processes that exited: the counts in this sample are their last.
     exited: frozenset[int] = frozenset()
+    # What the cgroup ids of this sample's rows are (ids the source could
+    # not name are missing).
+    cgroups: Mapping[int, Cgroup] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flows", FlowReadings.of(self.flows))
@@ -286,6 +310,8 @@ class FlowStat:
     rate_bps: float  # smoothed sent+received bytes/s
     anomaly: bool
     kernel: bool = False
+    cgroup: str | None = None  # cgroup v2 path; None: unknown
+    service: str | None = None  # what that cgroup stands for (netmon.cgroups)
 
 
 class FlowTable(Sequence[FlowStat]):
@@ -301,6 +327,7 @@ class FlowTable(Sequence[FlowStat]):
         anomaly: np.ndarray,
         kernel: np.ndarray,
         tie_rank: np.ndarray | None = None,
+        cgroups: Sequence[Cgroup | None] | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -308,6 +335,7 @@ class FlowTable(Sequence[FlowStat]):
         self.rate_bps = rate_bps  # float64
         self.anomaly = anomaly  # bool
         self.kernel = kernel  # bool
+        self.cgroups = cgroups  # None: no row has one
         self._tie_rank = tie_rank
         self._pid: np.ndarray | None = None
         self._stats: dict[int, FlowStat] = {}
@@ -324,6 +352,7 @@ class FlowTable(Sequence[FlowStat]):
             rate_bps=np.array([f.rate_bps for f in stats], dtype=np.float64),
             anomaly=np.array([f.anomaly for f in stats], dtype=bool),
             kernel=np.array([f.kernel for f in stats], dtype=bool),
+            cgroups=_cgroups_of(stats),
         )
 
     @property
@@ -351,16 +380,19 @@ class FlowTable(Sequence[FlowStat]):
             anomaly=self.anomaly[index],
             kernel=self.kernel[index],
             tie_rank=self.tie_rank[index],
+            cgroups=None if self.cgroups is None else list(map(self.cgroups.__getitem__, picked)),
         )
 
     def stat(self, row: int) -> FlowStat:
         stat = self._stats.get(row)
         if stat is None:
             c = self.counts[row].tolist()
+            cg = None if self.cgroups is None else self.cgroups[row]
             stat = self._stats[row] = FlowStat(
                 key=self.keys[row], comm=self.comms[row], bytes_sent=c[0], bytes_recv=c[1],
                 packets_sent=c[2], packets_recv=c[3], rate_bps=float(self.rate_bps[row]),
                 anomaly=bool(self.anomaly[row]), kernel=bool(self.kernel[row]),
+                cgroup=None if cg is None else cg.path, service=None if cg is None else cg.service,
             )  # fmt: skip
         return stat
 
@@ -394,6 +426,20 @@ class FlowTable(Sequence[FlowStat]):
         return f"FlowTable({list(self)!r})"
 
 
+def _cgroups_of(stats: Sequence[FlowStat]) -> list[Cgroup | None] | None:
+    """The Cgroup of each FlowStat (one object per distinct one), or None
+    when none has any (a recording made before the fields existed)."""
+    if all(f.cgroup is None for f in stats):
+        return None
+    made: dict[tuple[str, str | None], Cgroup] = {}
+    return [
+        None
+        if f.cgroup is None
+        else made.setdefault((f.cgroup, f.service), Cgroup(f.cgroup, f.service))
+        for f in stats
+    ]
+
+
 def dense_rank(items: Sequence[Any]) -> np.ndarray:
     """Each item's rank in sorted order; equal items share a rank."""
     order = sorted(range(len(items)), key=items.__getitem__)
@@ -415,6 +461,8 @@ class ProcessStat:
     bytes_recv: int
     rate_bps: float
     kernel: bool = False
+    cgroup: str | None = None  # as in FlowStat
+    service: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,11 @@ from .helpers import FakeClock, FakeSource, FakeStop
 CONTRACT_KEYS = {"ts", "interval_s", "flows", "processes", "protocols", "dropped", "alerts"}
 FLOW_KEYS = {
     "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
-    "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel",
+    "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel", "cgroup",
+    "service",
 }  # fmt: skip
-PROCESS_KEYS = {"pid", "comm", "bytes_sent", "bytes_recv", "rate_bps", "kernel"}
+PROCESS_KEYS = {"pid", "comm", "bytes_sent", "bytes_recv", "rate_bps", "kernel", "cgroup",
+                "service"}  # fmt: skip
 
 
 class Factory:

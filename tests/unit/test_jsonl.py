@@ -34,6 +34,8 @@ def snapshot(ts: float = 1700000000.5) -> Snapshot:
                 packets_recv=2,
                 rate_bps=30.5,
                 anomaly=True,
+                cgroup="/system.slice/curl-fetch.service",
+                service="curl-fetch.service",
             ),
             FlowStat(
                 key=key(pid=7, protocol="UDP", port=0, remote_ip=None, role="unknown"),
@@ -47,7 +49,17 @@ def snapshot(ts: float = 1700000000.5) -> Snapshot:
                 kernel=True,
             ),
         ),
-        processes=(ProcessStat(pid=100, comm="curl", bytes_sent=10, bytes_recv=20, rate_bps=30.5),),
+        processes=(
+            ProcessStat(
+                pid=100,
+                comm="curl",
+                bytes_sent=10,
+                bytes_recv=20,
+                rate_bps=30.5,
+                cgroup="/system.slice/curl-fetch.service",
+                service="curl-fetch.service",
+            ),
+        ),
         protocols={"TCP": 30, "UDP": 5},
         dropped=3,
     )
@@ -65,12 +77,17 @@ def test_contract_field_names() -> None:
     assert set(obj) == {"ts", "interval_s", "flows", "processes", "protocols", "dropped"}
     assert set(obj["flows"][0]) == {
         "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
-        "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel",
+        "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel", "cgroup",
+        "service",
     }  # fmt: skip
     assert set(obj["processes"][0]) == {
-        "pid", "comm", "bytes_sent", "bytes_recv", "rate_bps", "kernel",
+        "pid", "comm", "bytes_sent", "bytes_recv", "rate_bps", "kernel", "cgroup", "service",
     }  # fmt: skip
     assert obj["flows"][1]["remote_ip"] is None
+    assert obj["flows"][0]["cgroup"] == "/system.slice/curl-fetch.service"
+    assert obj["flows"][0]["service"] == "curl-fetch.service"
+    assert obj["flows"][1]["cgroup"] is None and obj["flows"][1]["service"] is None
+    assert obj["processes"][0]["service"] == "curl-fetch.service"
 
 
 def test_optional_fields_default() -> None:
@@ -78,10 +95,21 @@ def test_optional_fields_default() -> None:
     del obj["dropped"]
     del obj["protocols"]
     del obj["flows"][0]["kernel"]
+    del obj["flows"][0]["cgroup"], obj["flows"][0]["service"]  # recorded before they existed
+    del obj["processes"][0]["cgroup"], obj["processes"][0]["service"]
     snap = snapshot_from_dict(obj)
     assert snap.dropped == 0
     assert snap.protocols == {}
     assert snap.flows[0].kernel is False
+    assert (snap.flows[0].cgroup, snap.flows[0].service) == (None, None)
+    assert (snap.processes[0].cgroup, snap.processes[0].service) == (None, None)
+
+
+def test_cgroup_fields_must_be_strings_or_null() -> None:
+    obj = snapshot_to_dict(snapshot())
+    obj["flows"][0]["service"] = 3
+    with pytest.raises(ValueError, match="'service' must be a string"):
+        snapshot_from_dict(obj)
 
 
 def test_extra_fields_are_ignored() -> None:
