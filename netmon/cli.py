@@ -17,7 +17,7 @@ from netmon.alerts.feed import AlertingFeed, with_alerts
 from netmon.alerts.sinks import Sink
 from netmon.config import Config, parse_args
 from netmon.errors import BccMissing, NetmonError, OutputError
-from netmon.feed import Feed, PidFilter
+from netmon.feed import Feed, PidFilter, ServiceFilter
 from netmon.json_output import SignalStop, StopRequest, run_json, stop_on_signals
 from netmon.jsonl import dumps
 from netmon.live_feed import LiveFeed
@@ -294,7 +294,9 @@ def _missing_pids(pids: frozenset[int], proc: Path = Path("/proc")) -> list[str]
 
 
 def _shown(feed: Feed, config: Config) -> Feed:
-    """The feed as the user asked to see it (--pid)."""
+    """The feed as the user asked to see it (--pid, --service)."""
+    if config.services:
+        feed = ServiceFilter(feed, config.services)
     return PidFilter(feed, config.pids) if config.pids else feed
 
 

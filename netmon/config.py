@@ -49,6 +49,7 @@ class Config:
     print_bpf: bool = False
     log_file: str | None = None
     pids: frozenset[int] = frozenset()  # empty: every process
+    services: frozenset[str] = frozenset()  # --service: empty, every service
     serve: ServeAddress | None = None  # --serve: the metrics endpoint
     metrics_processes: int = DEFAULT_METRICS_PROCESSES
     user: str | None = None  # whom to become after attach; None: stay as started
@@ -219,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_pid_list,
         action="extend",
         help="show only these processes (repeatable); protocol totals stay machine-wide",
+    )
+    capture.add_argument(
+        "--service",
+        metavar="NAME",
+        action="append",
+        help="show only the processes of this service or container, by its SERVICE name "
+        "(nginx.service, docker:3f2a1b0c9d8e, pod:8d9e2f41) or its cgroup path (repeatable); "
+        "protocol totals stay machine-wide",
     )
     capture.add_argument(
         "-k",
@@ -432,6 +441,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         print_bpf=ns.print_bpf,
         log_file=ns.log_file,
         pids=frozenset(ns.pid or ()),
+        services=frozenset(ns.service or ()),
         serve=ns.serve,
         metrics_processes=ns.metrics_processes,
         user=user,

@@ -34,6 +34,7 @@ PROTOCOL_ORDER = ("TCP", "UDP", "ICMP", "ICMPv6", "RAW", "PACKET")
 class Mode(Enum):
     FLOWS = "flows"
     PROCESSES = "processes"
+    SERVICES = "services"  # the process view grouped by service
 
 
 class Role(Enum):
@@ -56,6 +57,8 @@ class Role(Enum):
 class Col(Enum):
     PID = "pid"
     NAME = "name"
+    SERVICE = "service"
+    PROCS = "procs"
     PROTO = "proto"
     PORT = "port"
     REMOTE = "remote"
@@ -97,6 +100,7 @@ class UIState:
     reverse: bool = False
     filter_text: str = ""
     show_kernel: bool = False
+    show_service: bool = True  # the SERVICE column, where the width allows
     offset: int = 0
     paused: bool = False
     editing: bool = False  # typing a filter in the footer
@@ -124,7 +128,21 @@ class ProcessRow:
     anomaly: bool
 
 
-R = TypeVar("R", FlowStat, ProcessRow)
+@dataclass(frozen=True)
+class ServiceRow:
+    """The processes of one service (None: no cgroup known), summed."""
+
+    service: str | None
+    processes: int
+    flows: int
+    bytes_sent: int
+    bytes_recv: int
+    rate_bps: float
+    anomaly: bool
+    kernel: bool = False
+
+
+R = TypeVar("R", FlowStat, ProcessRow, ServiceRow)
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,15 @@ class Column(Generic[R]):
 
 def _name(comm: str, kernel: bool) -> str:
     return f"[{comm}]" if kernel else comm
+
+
+def _service(service: str | None) -> str:
+    return service or "-"
+
+
+def _service_key(t: FlowTable) -> list[np.ndarray]:
+    cgroups = t.cgroups or [None] * len(t)
+    return [_ranks([(c.service or "").lower() if c is not None else "" for c in cgroups])]
 
 
 def _port(f: FlowStat) -> str:
@@ -202,6 +229,9 @@ FLOW_COLUMNS: tuple[Column[FlowStat], ...] = (
     Column(Col.NAME, "PROCESS", width=8, max_width=20, align="left", priority=7, descending=False,
            sort_key=lambda f: f.comm.lower(), text=lambda f: _name(f.comm, f.kernel),
            table_key=lambda t: [_ranks([c.lower() for c in t.comms])]),
+    Column(Col.SERVICE, "SERVICE", width=10, max_width=24, align="left", priority=0,
+           descending=False, sort_key=lambda f: (f.service or "").lower(),
+           text=lambda f: _service(f.service), table_key=_service_key),
     Column(Col.PROTO, "PROTO", width=6, max_width=6, align="left", priority=3, descending=False,
            sort_key=lambda f: f.key.protocol, text=lambda f: f.key.protocol,
            table_key=lambda t: [_ranks([k.protocol for k in t.keys])]),
@@ -228,6 +258,9 @@ PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
     Column(Col.NAME, "PROCESS", width=8, max_width=32, align="left", priority=7, descending=False,
            sort_key=lambda p: p.stat.comm.lower(),
            text=lambda p: _name(p.stat.comm, p.stat.kernel)),
+    Column(Col.SERVICE, "SERVICE", width=10, max_width=32, align="left", priority=0,
+           descending=False, sort_key=lambda p: (p.stat.service or "").lower(),
+           text=lambda p: _service(p.stat.service)),
     Column(Col.FLOWS, "FLOWS", width=6, max_width=6, align="right", priority=3, descending=True,
            sort_key=lambda p: -p.flows, text=lambda p: str(p.flows), safe=True),
     Column(Col.SENT, "SENT", width=9, max_width=9, align="right", priority=2, descending=True,
@@ -242,14 +275,42 @@ PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
 )  # fmt: skip
 
 
-def columns_for(mode: Mode) -> tuple[Column[Any], ...]:
-    return FLOW_COLUMNS if mode is Mode.FLOWS else PROCESS_COLUMNS
+SERVICE_COLUMNS: tuple[Column[ServiceRow], ...] = (
+    Column(Col.SERVICE, "SERVICE", width=10, max_width=48, align="left", priority=8,
+           descending=False, sort_key=lambda s: (s.service or "").lower(),
+           text=lambda s: _service(s.service)),
+    Column(Col.PROCS, "PROCS", width=6, max_width=6, align="right", priority=4, descending=True,
+           sort_key=lambda s: -s.processes, text=lambda s: str(s.processes), safe=True),
+    Column(Col.FLOWS, "FLOWS", width=6, max_width=6, align="right", priority=3, descending=True,
+           sort_key=lambda s: -s.flows, text=lambda s: str(s.flows), safe=True),
+    Column(Col.SENT, "SENT", width=9, max_width=9, align="right", priority=2, descending=True,
+           sort_key=lambda s: -s.bytes_sent, text=lambda s: format_bytes(s.bytes_sent),
+           safe=True),
+    Column(Col.RECV, "RECV", width=9, max_width=9, align="right", priority=1, descending=True,
+           sort_key=lambda s: -s.bytes_recv, text=lambda s: format_bytes(s.bytes_recv),
+           safe=True),
+    Column(Col.RATE, "RATE", width=11, max_width=11, align="right", priority=9, descending=True,
+           sort_key=lambda s: -s.rate_bps, text=lambda s: format_rate(s.rate_bps), safe=True),
+)  # fmt: skip
+
+
+def columns_for(mode: Mode, show_service: bool = True) -> tuple[Column[Any], ...]:
+    if mode is Mode.SERVICES:
+        return SERVICE_COLUMNS
+    columns = FLOW_COLUMNS if mode is Mode.FLOWS else PROCESS_COLUMNS
+    if show_service:
+        return columns
+    return tuple(c for c in columns if c.id is not Col.SERVICE)
+
+
+def _columns(state: UIState) -> tuple[Column[Any], ...]:
+    return columns_for(state.mode, state.show_service)
 
 
 def effective_sort(state: UIState) -> Col:
-    """The sort column in force: a flow-only column falls back to RATE in the
-    process view (and comes back when switching to flows again)."""
-    ids = [c.id for c in columns_for(state.mode)]
+    """The sort column in force: a column the view does not have falls back
+    to RATE (and comes back when switching to a view that has it)."""
+    ids = [c.id for c in _columns(state)]
     return state.sort if state.sort in ids else Col.RATE
 
 
@@ -281,7 +342,8 @@ def _matches(needle: str, haystacks: Sequence[str]) -> bool:
 
 
 def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
-    """Flows whose name, PID, port or IP contains `needle`."""
+    """Flows whose name, PID, port, IP or service contains `needle`."""
+    cgroups = table.cgroups or [None] * len(table)
     return np.fromiter(
         (
             _matches(
@@ -291,13 +353,34 @@ def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
                     str(key.pid),
                     str(key.port),
                     (key.remote_ip or "").lower(),
+                    sanitize(cg.service or "").lower() if cg is not None else "",
                 ),
             )
-            for key, comm in zip(table.keys, table.comms, strict=True)
+            for key, comm, cg in zip(table.keys, table.comms, cgroups, strict=True)
         ),
         dtype=bool,
         count=len(table),
     )
+
+
+def service_rows(processes: Sequence[ProcessRow]) -> list[ServiceRow]:
+    """The process rows summed per service, by service name."""
+    groups: dict[str | None, list[ProcessRow]] = {}
+    for p in processes:
+        groups.setdefault(p.stat.service, []).append(p)
+    return [
+        ServiceRow(
+            service=service,
+            processes=len(rows),
+            flows=sum(p.flows for p in rows),
+            bytes_sent=sum(p.stat.bytes_sent for p in rows),
+            bytes_recv=sum(p.stat.bytes_recv for p in rows),
+            rate_bps=sum(p.stat.rate_bps for p in rows),
+            anomaly=any(p.anomaly for p in rows),
+            kernel=all(p.stat.kernel for p in rows),
+        )
+        for service, rows in sorted(groups.items(), key=lambda g: g[0] or "")
+    ]
 
 
 class FlowRows(Sequence[FlowStat]):
@@ -338,6 +421,7 @@ class View:
         self._line_cache: dict[int, Line] = {}
         self._line_cache_layout: tuple[Any, ...] | None = None
         self._alerts: FooterAlerts | None = None  # None: count the flagged flows
+        self._no_cgroups = False
 
     def set_alerts(self, alerts: FooterAlerts | None) -> None:
         """The alert manager's view of what fires (with its hysteresis),
@@ -355,6 +439,17 @@ class View:
         table = snap.table
         self._anomalies = int(np.count_nonzero(table.anomaly))
         self._total_rate = float(table.rate_bps.sum())
+        # Rows but no cgroup anywhere: no cgroup v2 (or a recording without
+        # it). Said once in the status line rather than in every row.
+        self._no_cgroups = bool(len(table) or snap.processes) and (
+            all(c is None for c in table.cgroups or ())
+            and all(p.cgroup is None for p in snap.processes)
+        )
+
+    def _shown(self, state: UIState) -> UIState:
+        """Without any cgroup data the SERVICE column is left out (the status
+        line says why, once)."""
+        return replace(state, show_service=False) if self._no_cgroups else state
 
     def _processes(self) -> list[ProcessRow]:
         """The process view's rows, made when that view is first shown."""
@@ -380,26 +475,37 @@ class View:
         kernel toggle change; `reverse` is applied when slicing. Ties in the
         sort column keep the base order (by pid, then the rest of the flow
         key, then the snapshot's order)."""
+        state = self._shown(state)
         sort = effective_sort(state)
         key = (self._generation, state.mode, sort, state.filter_text, state.show_kernel)
         if key == self._cache_key:
             return self._cache_rows
         needle = state.filter_text.lower()
-        column = next(c for c in columns_for(state.mode) if c.id is sort)
+        column = next(c for c in _columns(state) if c.id is sort)
         rows: Sequence[Any]
         if self.snapshot is None:
             rows = []
         elif state.mode is Mode.FLOWS:
             rows = self._flow_rows(self.snapshot.table, column, needle, state.show_kernel)
         else:
-            process_rows = [
+            process_rows: list[Any] = [
                 p
                 for p in self._base_rows()
                 if (state.show_kernel or not p.stat.kernel)
                 and (
-                    not needle or _matches(needle, (sanitize(p.stat.comm).lower(), str(p.stat.pid)))
+                    not needle
+                    or _matches(
+                        needle,
+                        (
+                            sanitize(p.stat.comm).lower(),
+                            str(p.stat.pid),
+                            sanitize(p.stat.service or "").lower(),
+                        ),
+                    )
                 )
             ]
+            if state.mode is Mode.SERVICES:
+                process_rows = service_rows(process_rows)
             process_rows.sort(key=column.sort_key)
             rows = process_rows
         self._cache_key = key
@@ -517,11 +623,14 @@ class View:
         )
         if snap is not None and snap.dropped:
             text += f"  Dropped {snap.dropped}"
+        if snap is not None and state.show_service and self._no_cgroups:
+            text += "  Service: no cgroup data"
         segs.append(Segment(text, Role.HEADER))
         return self._fit_line(segs, width)
 
     def _table(self, state: UIState, width: int, count: int) -> list[Line]:
-        cols = layout(columns_for(state.mode), width)
+        state = self._shown(state)
+        cols = layout(_columns(state), width)
         sort = effective_sort(state)
         titles: list[Segment] = []
         for i, (col, w) in enumerate(cols):
@@ -535,7 +644,7 @@ class View:
                 title, role = col.title, Role.TITLE
             titles.append(Segment(sep + fit(title, w, col.align, self._ellipsis), role))
         lines: list[Line] = [self._pad(titles, width, Role.TITLE)]
-        layout_key = (state.mode, width, self.settings.unicode)
+        layout_key = (state.mode, width, self.settings.unicode, state.show_service)
         if layout_key != self._line_cache_layout:
             self._line_cache = {}
             self._line_cache_layout = layout_key
@@ -550,7 +659,7 @@ class View:
     def _row_line(self, row: Any, cols: list[tuple[Column[Any], int]], width: int) -> Line:
         if row.anomaly:
             role = Role.ANOMALY
-        elif row.kernel if isinstance(row, FlowStat) else row.stat.kernel:
+        elif row.kernel if isinstance(row, FlowStat | ServiceRow) else row.stat.kernel:
             role = Role.KERNEL
         else:
             role = Role.NORMAL
@@ -616,7 +725,7 @@ class View:
             return line, cursor_x
         alert, role = self.alert_text()
         hints = "  h help  q quit  s/</> sort  r reverse  / filter  g procs  k kernel  p pause"
-        if state.mode is Mode.PROCESSES:
+        if state.mode is not Mode.FLOWS:
             hints = hints.replace("g procs", "g flows")
         return self._fit_line([Segment(alert, role), Segment(hints, Role.FOOTER)], usable), None
 
@@ -634,10 +743,12 @@ HELP_TEXT = (
     "  <            previous sort column",
     "  r            reverse the sort order",
     "  p            pause the display (capture continues)",
-    "  /            filter by name, PID, port or IP; Enter applies",
+    "  /            filter by name, PID, port, IP or service; Enter applies",
     "  Esc          clear the filter",
     "  k            show / hide kernel threads",
+    "  c            show / hide the SERVICE column (systemd unit, container, pod)",
     "  g            switch between flows and processes",
+    "  G            processes grouped by service, or not",
     "  h  ?         this help",
 )
 
@@ -647,7 +758,7 @@ def clamp_offset(offset: int, total: int, page: int) -> int:
 
 
 def _next_sort(state: UIState, step: int) -> UIState:
-    ids = [c.id for c in columns_for(state.mode)]
+    ids = [c.id for c in _columns(state)]
     current = ids.index(effective_sort(state))
     return replace(state, sort=ids[(current + step) % len(ids)], reverse=False, offset=0)
 
@@ -697,6 +808,11 @@ def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
     if key == "g":
         mode = Mode.PROCESSES if state.mode is Mode.FLOWS else Mode.FLOWS
         return replace(state, mode=mode, offset=0)
+    if key == "G":
+        mode = Mode.PROCESSES if state.mode is Mode.SERVICES else Mode.SERVICES
+        return replace(state, mode=mode, offset=0)
+    if key == "c":
+        return replace(state, show_service=not state.show_service)
     if key in ("h", "?"):
         return replace(state, help=True)
     return state

@@ -24,6 +24,7 @@ def flow(
     recv: int = 0,
     kernel: bool = False,
     anomaly: bool | None = None,
+    service: str | None = None,
 ) -> FlowStat:
     return FlowStat(
         key=FlowKey(
@@ -42,6 +43,8 @@ def flow(
         rate_bps=rate,
         anomaly=rate > THRESHOLD if anomaly is None else anomaly,
         kernel=kernel,
+        cgroup=None if service is None else f"/system.slice/{service}",
+        service=service,
     )
 
 
@@ -63,6 +66,8 @@ def snapshot(
             bytes_recv=f.bytes_recv + (p.bytes_recv if p else 0),
             rate_bps=f.rate_bps + (p.rate_bps if p else 0.0),
             kernel=f.kernel,
+            cgroup=f.cgroup,
+            service=f.service,
         )
     if protocols is None:
         protocols = {}

@@ -378,8 +378,8 @@ def test_footer_lists_key_hints_and_avoids_the_last_column() -> None:
 def hostile() -> Snapshot:
     return snapshot(
         [
-            flow(1, "\x1b[2J\x1b]0;pwned\x07", rate=20 * MB),
-            flow(2, "中文进程名字很长很长", rate=2 * MB),
+            flow(1, "\x1b[2J\x1b]0;pwned\x07", rate=20 * MB, service="\x1b[31mred\x1b[0m.service"),
+            flow(2, "中文进程名字很长很长", rate=2 * MB, service="中文服务名字很长.service"),
             flow(3, "e\u0301\u0301\u0301vil\u202e", rate=1 * MB),
             flow(4, "x" * 200, rate=1.0, remote_ip="2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"),
         ]
@@ -387,7 +387,7 @@ def hostile() -> Snapshot:
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10), (20, 5), (10, 3), (1, 1)])
-@pytest.mark.parametrize("mode", [Mode.FLOWS, Mode.PROCESSES])
+@pytest.mark.parametrize("mode", [Mode.FLOWS, Mode.PROCESSES, Mode.SERVICES])
 @pytest.mark.parametrize("help_on", [False, True])
 def test_no_line_exceeds_the_screen(size: tuple[int, int], mode: Mode, help_on: bool) -> None:
     width, height = size
@@ -494,7 +494,7 @@ def test_unknown_keys_change_nothing() -> None:
 def test_each_cell_is_the_fitted_sanitised_text(settings: ViewSettings, width: int) -> None:
     """Row lines take a shortcut for plain ASCII cells that fit; it must give
     what fitting each sanitised cell gives, hostile names included."""
-    snap = snapshot([*hostile().flows, flow(5, "nginx", rate=3 * MB, port=8080)])
+    snap = snapshot([*hostile().flows, flow(5, "nginx", rate=3 * MB, port=8080, service="x.scope")])
     view = make_view(snap, settings)
     state = UIState(show_kernel=True)
     ellipsis = "…" if settings.unicode else "~"
@@ -532,6 +532,7 @@ def crowded() -> Snapshot:
                 sent=rnd.choice([0, 5, 2**40]),
                 recv=rnd.choice([0, 7]),
                 kernel=rnd.random() < 0.2,
+                service=rnd.choice([None, "web.service", "Api.service", "a.scope"]),
             )
         )
     snap = snapshot(flows)
@@ -557,10 +558,88 @@ def test_table_sort_is_the_row_by_row_sort(col: Col, needle: str, show_kernel: b
             or any(
                 needle in h
                 for h in (sanitize(f.comm).lower(), str(f.key.pid), str(f.key.port),
-                          (f.key.remote_ip or "").lower())
+                          (f.key.remote_ip or "").lower(), (f.service or "").lower())
             )
         )
     ]  # fmt: skip
     expected.sort(key=column.sort_key)
     state = UIState(sort=col, filter_text=needle, show_kernel=show_kernel)
     assert list(make_view(snap).rows(state)) == expected
+
+
+# -- services --------------------------------------------------------------
+
+
+def services() -> Snapshot:
+    return snapshot(
+        [
+            flow(10, "nginx", rate=2 * MB, port=443, role="server", sent=5000, recv=100,
+                 service="nginx.service"),
+            flow(11, "nginx", rate=1 * MB, port=443, role="server", sent=3000, recv=50,
+                 service="nginx.service"),
+            flow(20, "python3", rate=512.0, port=5432, sent=300, recv=200,
+                 service="docker:3f2a1b0c9d8e"),
+            flow(30, "curl", rate=64.0, sent=64, recv=64),
+        ]
+    )  # fmt: skip
+
+
+def test_the_service_column_shows_each_flows_service_and_the_key_c_hides_it() -> None:
+    view = make_view(services())
+    lines = text_lines(view.frame(UIState(), 120, 30))
+    assert "SERVICE" in lines[2] and "no cgroup" not in lines[1]
+    by_pid = {int(line.split()[0]): line.split() for line in lines[HEADER_LINES:-1] if line}
+    assert by_pid[10][:3] == ["10", "nginx", "nginx.service"]
+    assert by_pid[20][:3] == ["20", "python3", "docker:3f2a1b0c9d8e"]
+    assert by_pid[30][:3] == ["30", "curl", "-"]
+    hidden = apply_key(UIState(), "c", 4, 10)
+    assert hidden.show_service is False
+    lines = text_lines(view.frame(hidden, 120, 30))
+    assert "SERVICE" not in lines[2] and "nginx.service" not in "\n".join(lines)
+    assert apply_key(hidden, "c", 4, 10).show_service is True
+    assert "c " in "\n".join(HELP_TEXT) and "service" in "\n".join(HELP_TEXT)
+
+
+def test_the_service_column_is_dropped_first_on_a_narrow_screen() -> None:
+    view = make_view(services())
+    assert "SERVICE" in text_lines(view.frame(UIState(), 100, 30))[2]
+    narrow = text_lines(view.frame(UIState(), 80, 30))[2]
+    assert "SERVICE" not in narrow and "RECV" in narrow
+
+
+def test_without_cgroup_data_the_status_line_says_so_once_and_no_column_shows() -> None:
+    lines = text_lines(make_view(sample()).frame(UIState(), 120, 30))
+    assert lines[1].count("no cgroup data") == 1
+    assert "SERVICE" not in lines[2]
+    assert "no cgroup data" not in "\n".join(lines[2:])
+
+
+def test_the_filter_matches_the_service() -> None:
+    view = make_view(services())
+    state = UIState(filter_text="docker:3f2a")
+    assert table_pids(view, state) == [20]
+    assert [p.stat.pid for p in view.rows(replace(state, mode=Mode.PROCESSES))] == [20]
+    assert [s.service for s in view.rows(replace(state, mode=Mode.SERVICES))] == [
+        "docker:3f2a1b0c9d8e"
+    ]
+
+
+def test_the_process_view_groups_by_service() -> None:
+    view = make_view(services())
+    state = apply_key(UIState(mode=Mode.PROCESSES), "G", 4, 10)
+    assert state.mode is Mode.SERVICES
+    rows = view.rows(state)
+    assert [(r.service, r.processes, r.flows, r.bytes_sent, r.bytes_recv) for r in rows] == [
+        ("nginx.service", 2, 2, 8000, 150),
+        ("docker:3f2a1b0c9d8e", 1, 1, 300, 200),
+        (None, 1, 1, 64, 64),
+    ]
+    assert rows[0].rate_bps == 3 * MB
+    lines = text_lines(view.frame(state, 120, 30))
+    assert lines[2].split()[:3] == ["SERVICE", "PROCS", "FLOWS"]
+    assert lines[HEADER_LINES].split()[:3] == ["nginx.service", "2", "2"]
+    assert lines[HEADER_LINES + 2].split()[:2] == ["-", "1"]
+    assert apply_key(state, "G", 3, 10).mode is Mode.PROCESSES
+    assert apply_key(state, "g", 3, 10).mode is Mode.FLOWS
+    by_name = view.rows(replace(state, sort=Col.SERVICE))
+    assert [r.service for r in by_name] == [None, "docker:3f2a1b0c9d8e", "nginx.service"]
