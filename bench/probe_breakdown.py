@@ -35,6 +35,10 @@ VARIANTS: dict[str, tuple[str, str] | None] = {
         "    __u64 *total = protocol_totals.lookup(&proto);",
         "    __u64 *total = 0;",
     ),
+    "without the cgroup id at creation": (
+        "    st->cgroup_id = bpf_get_current_cgroup_id();\n",
+        "",
+    ),
     "without any accounting (socket identity only)": (
         "        account(&id->key, args->ret, 1, 1);",
         "        return id->key.port;",
