@@ -40,6 +40,8 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "port": f.key.port,
                 "remote_ip": f.key.remote_ip,
                 "role": f.key.role,
+                "cgroup": f.cgroup,
+                "service": f.service,
                 "bytes_sent": f.bytes_sent,
                 "bytes_recv": f.bytes_recv,
                 "packets_sent": f.packets_sent,
@@ -47,8 +49,6 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "rate_bps": f.rate_bps,
                 "anomaly": f.anomaly,
                 "kernel": f.kernel,
-                "cgroup": f.cgroup,
-                "service": f.service,
             }
             for f in snap.flows
         ],
@@ -93,37 +93,26 @@ def dumps(snap: Snapshot) -> str:
 
 
 class _FlowText:
-    """Cached JSON text of each flow's fixed parts: its key and name, and its
-    cgroup."""
+    """Cached JSON text of each flow's fixed part: its key, name and cgroup."""
 
     # What follows the numbers, by anomaly * 2 + kernel.
     _ENDS = np.array(
-        [f',"anomaly":{a},"kernel":{k}' for a in ("false", "true") for k in ("false", "true")],
+        [f',"anomaly":{a},"kernel":{k}}}' for a in ("false", "true") for k in ("false", "true")],
         dtype=object,
     )
 
     def __init__(self) -> None:
-        # id(key) -> (key, name, text up to "bytes_sent":). The entry holds
-        # the key, so no other object can have that id meanwhile.
-        self._heads: dict[int, tuple[FlowKey, str, str]] = {}
-        self._tails: dict[Cgroup | None, str] = {}  # ',"cgroup":...}' by cgroup
+        # id(key) -> (key, name, cgroup, text up to "bytes_sent":). The entry
+        # holds the key, so no other object can have that id meanwhile.
+        self._heads: dict[int, tuple[FlowKey, str, Cgroup | None, str]] = {}
 
-    def _head(self, key: FlowKey, comm: str) -> tuple[FlowKey, str, str]:
+    def _head(self, key: FlowKey, comm: str, cgroup: Cgroup | None) -> str:
         fields = {"pid": key.pid, "comm": comm, "protocol": key.protocol, "family": key.family,
-                  "port": key.port, "remote_ip": key.remote_ip, "role": key.role}  # fmt: skip
+                  "port": key.port, "remote_ip": key.remote_ip, "role": key.role,
+                  "cgroup": None if cgroup is None else cgroup.path,
+                  "service": None if cgroup is None else cgroup.service}  # fmt: skip
         text = json.dumps(fields, separators=_SEPARATORS)[:-1] + ',"bytes_sent":'
-        entry = self._heads[id(key)] = (key, comm, text)
-        return entry
-
-    def _tail(self, cgroup: Cgroup | None) -> str:
-        text = self._tails.get(cgroup)
-        if text is None:
-            if len(self._tails) > 4096:
-                self._tails.clear()
-            fields: dict[str, str | None] = {"cgroup": None, "service": None}
-            if cgroup is not None:
-                fields = {"cgroup": cgroup.path, "service": cgroup.service}
-            text = self._tails[cgroup] = "," + json.dumps(fields, separators=_SEPARATORS)[1:]
+        self._heads[id(key)] = (key, comm, cgroup, text)
         return text
 
     def flows(self, table: FlowTable) -> str:
@@ -132,21 +121,24 @@ class _FlowText:
             current = set(map(id, table.keys))
             self._heads = {i: e for i, e in self._heads.items() if i in current}
         get, make = self._heads.get, self._head
-        heads = []
-        for key, comm in zip(table.keys, table.comms, strict=True):
-            entry = get(id(key))
-            heads.append(entry[2] if entry is not None and entry[1] == comm else make(key, comm)[2])
-        ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
         cgroups = table.cgroups if table.cgroups is not None else [None] * len(table)
-        tails = list(map(self._tail, cgroups))
+        heads = []
+        for key, comm, cgroup in zip(table.keys, table.comms, cgroups, strict=True):
+            entry = get(id(key))
+            heads.append(
+                entry[3]
+                if entry is not None and entry[1] == comm and entry[2] is cgroup
+                else make(key, comm, cgroup)
+            )
+        ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
         return ",".join([
             f'{head}{sent},"bytes_recv":{recv},"packets_sent":{psent},"packets_recv":{precv},'
-            f'"rate_bps":{rate!r}{end}{tail}'
-            for head, sent, recv, psent, precv, rate, end, tail in zip(
+            f'"rate_bps":{rate!r}{end}'
+            for head, sent, recv, psent, precv, rate, end in zip(
                 heads, counts[:, 0].tolist(), counts[:, 1].tolist(), counts[:, 2].tolist(),
-                counts[:, 3].tolist(), table.rate_bps.tolist(), ends, tails, strict=True,
+                counts[:, 3].tolist(), table.rate_bps.tolist(), ends, strict=True,
             )
         ])  # fmt: skip
 

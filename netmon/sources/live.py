@@ -31,6 +31,7 @@ from netmon.errors import (
 )
 from netmon.model import (
     COUNT_FIELDS,
+    Cgroup,
     FlowKey,
     FlowRates,
     FlowReadings,
@@ -430,6 +431,7 @@ class LiveSource:
         self._may_attach = True  # False once netmon has given up its privileges
         self._told_cannot_attach = False
         self._cgroups = CgroupNames(cgroup2_mount())
+        self._cgroups_read: tuple[bytes, dict[int, Cgroup]] = (b"", {})  # ids, names
         if self._cgroups.root is None:
             self.warnings.append(
                 "no cgroup v2 hierarchy is mounted: flows carry no cgroup or service"
@@ -621,7 +623,7 @@ class LiveSource:
             ids=pids.tolist(), counts=pid_counts, comm=pid_comm, kernel=pid_kernel,
             cgroup=pid_cgroup,
         )  # fmt: skip
-        cgroups = self._cgroups.names(np.union1d(cgroup, pid_cgroup).tolist())
+        cgroups = self._cgroup_names(cgroup, pid_cgroup)
         protocols = self._protocol_totals()
         dropped = self._dropped(created, len(flows))
         if exited:
@@ -636,6 +638,15 @@ class LiveSource:
             exited=exited,
             cgroups=cgroups,
         )
+
+    def _cgroup_names(self, *ids: np.ndarray) -> dict[int, Cgroup]:
+        """The names of the cgroup ids of a read (the same ids as last time:
+        the same names, without sorting them again)."""
+        token = b"".join(i.tobytes() for i in ids)
+        if token != self._cgroups_read[0]:
+            names = self._cgroups.names(np.unique(np.concatenate(ids)).tolist())
+            self._cgroups_read = (token, names)
+        return self._cgroups_read[1]
 
     def _remove_exited(self, exited: frozenset[int], keys: np.ndarray) -> None:
         """Delete what the kernel holds for processes that exited, once their
