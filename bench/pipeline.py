@@ -126,6 +126,9 @@ class FakeTable:
     def __setitem__(self, key: Any, value: Any) -> None:
         self.data[bytes(key)] = bytes(value)
 
+    def __iter__(self) -> Iterator[Any]:
+        return (self.Key.from_buffer_copy(k) for k in list(self.data))
+
 
 class FakeKernel:
     """N flows of ~P processes; every flow moves bytes before every read."""
@@ -139,6 +142,7 @@ class FakeKernel:
         self.protocol_totals = FakeTable(ctypes.c_uint32, ctypes.c_uint64, 16)
         self.anomaly = FakeTable(TrafficKey, ctypes.c_uint64, max(10240, flows))
         self.counters = FakeTable(ctypes.c_int, ctypes.c_uint64, ABI.values["COUNTER_MAX"])
+        self.exited = FakeTable(ctypes.c_uint32, ctypes.c_uint8, max(10240, flows))  # none exit
         self.keys: list[bytes] = []
         self.stats: list[list[int]] = []  # bytes_sent, bytes_recv, packets_sent, packets_recv
         self.mean: list[float] = []  # bytes per interval of each flow
@@ -157,6 +161,11 @@ class FakeKernel:
             self.proto_of.append(protocol)
         self.flows_created = flows
         self.now_ns = 1_000_000_000
+        self.cgroup_of: dict[int, int] = {}  # pid -> cgroup id, see with_cgroups
+
+    def with_cgroups(self, ids: list[int]) -> None:
+        """Put the processes in these cgroups, in turn."""
+        self.cgroup_of = {pid: ids[i % len(ids)] for i, pid in enumerate(self.pid_list)}
 
     def _new_key(self) -> tuple[bytes, int, int]:
         rnd, proto = self.rnd, ABI.values
@@ -209,6 +218,7 @@ class FakeKernel:
             pid = self.pid_of[i]
             leaf.bytes_sent, leaf.bytes_recv, leaf.packets_sent, leaf.packets_recv = s
             leaf.comm = self.comm[pid]
+            leaf.cgroup_id = self.cgroup_of.get(pid, 0)
             traffic[raw] = bytes(leaf)
             p = per_pid.setdefault(pid, [0, 0, 0, 0])
             for j in range(4):
@@ -217,6 +227,7 @@ class FakeKernel:
         for pid, p in per_pid.items():
             leaf.bytes_sent, leaf.bytes_recv, leaf.packets_sent, leaf.packets_recv = p
             leaf.comm = self.comm[pid]
+            leaf.cgroup_id = self.cgroup_of.get(pid, 0)
             self.pid_stats.data[bytes(ctypes.c_uint32(pid))] = bytes(leaf)
         for proto, n in per_proto.items():
             key = bytes(ctypes.c_uint32(proto))
@@ -232,7 +243,7 @@ class FakeKernel:
     def bpf(self) -> dict[str, FakeTable]:
         return {"traffic_map": self.traffic, "pid_stats": self.pid_stats,
                 "protocol_totals": self.protocol_totals, "anomaly_map": self.anomaly,
-                "counters": self.counters}  # fmt: skip
+                "counters": self.counters, "exited_pids": self.exited}  # fmt: skip
 
 
 # -- netmon's per-interval path --------------------------------------------
@@ -255,10 +266,28 @@ class Pipeline:
 
         self.kernel = kernel
         self.source = BenchSource(kernel.bpf(), "socket", ABI)
+        self._cgroup_tree = tempfile.TemporaryDirectory()
+        self._use_cgroups(Path(self._cgroup_tree.name))
         self.engine = MetricsEngine(0.4, 10 * MB, 1.0)
         self.view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=10 * MB))
         self.state = UIState()
         self.cols, self.rows = cols, rows
+
+    def _use_cgroups(self, tree: Path) -> None:
+        """A directory tree standing in for the cgroup2 mount: 100 services
+        and containers, the processes spread over them (a source without
+        cgroup support, from an older build, ignores them)."""
+        try:
+            from netmon.cgroups import CgroupNames
+        except ImportError:
+            return
+        ids = []
+        for i in range(100):
+            unit = f"system.slice/svc-{i}.service" if i % 2 else f"docker-{i:064x}.scope"
+            (tree / unit).mkdir(parents=True)
+            ids.append((tree / unit).stat().st_ino)
+        self.kernel.with_cgroups(ids)
+        self.source._cgroups = CgroupNames(tree)
 
     def interval(self) -> dict[str, float]:
         """One interval; ms per stage."""
