@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from netmon import cli
@@ -129,3 +131,48 @@ def test_service_filter_forwards_flush() -> None:
     assert snap is not None and [f.service for f in snap.flows] == ["web.service"]
     feed.close()
     assert source.closed == 1
+
+
+def test_replay_shows_the_recorded_services_without_looking_at_cgroups(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import netmon.cgroups
+
+    def no_cgroups(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a replay looked at the cgroup tree")
+
+    monkeypatch.setattr(netmon.cgroups.CgroupNames, "__init__", no_cgroups)
+    monkeypatch.setattr(netmon.cgroups.os, "scandir", no_cgroups)
+    engine = MetricsEngine(alpha=1.0, threshold_bps=1e12, nominal_interval_s=1.0)
+    flows = {key(pid=1): with_cgroup(fc(sent=10), 1), key(pid=2): with_cgroup(fc(sent=20), 2)}
+    procs = {1: with_cgroup(pc(1), 1), 2: with_cgroup(pc(2), 2)}
+    snaps = [engine.update(raw(t, flows, procs, {1: WEB, 2: BOX})) for t in (1.0, 2.0)]
+    path = tmp_path / "rec.jsonl"
+    path.write_text("".join(dumps(s) + "\n" for s in snaps))
+    clock = FakeClock()
+    argv = ["--replay", str(path), "--json", "--service", "docker:abababababab"]
+    assert cli.main(argv, clock=clock, stop=FakeStop(clock)) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2
+    for obj in lines:
+        assert [(f["pid"], f["cgroup"], f["service"]) for f in obj["flows"]] == [
+            (2, BOX.path, BOX.service)
+        ]
+        assert [p["service"] for p in obj["processes"]] == [BOX.service]
+
+
+def test_without_cgroup_v2_the_live_source_says_so_and_names_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collections import defaultdict
+
+    from netmon.abi import load_abi
+    from netmon.sources import live
+
+    monkeypatch.setattr(live, "cgroup2_mount", lambda: None)
+    source = live.LiveSource(defaultdict(object), "syscalls", load_abi())
+    assert [w for w in source.warnings if "cgroup v2" in w] == [
+        "no cgroup v2 hierarchy is mounted: flows carry no cgroup or service"
+    ]
+    ids = np.array([1, 2, 3], dtype=np.uint64)
+    assert source._cgroup_names(ids, ids) == {}
