@@ -52,7 +52,9 @@ def test_flows_and_processes_carry_the_cgroup_their_ids_name() -> None:
     got = {f.key.pid: (f.cgroup, f.service) for f in snap.flows}
     assert got == {1: (WEB.path, WEB.service), 2: (BOX.path, BOX.service), 3: (None, None)}
     assert {p.pid: p.service for p in snap.processes} == {
-        1: "web.service", 2: "docker:abababababab", 3: None  # 3: from its flows, unnamed
+        1: "web.service",
+        2: "docker:abababababab",
+        3: None,  # 3: from its flows, unnamed
     }
     # Next interval: same ids, no names given again (the ledger keeps them).
     snap = engine.update(raw(2.0, flows, procs, {}))
