@@ -4,9 +4,12 @@ The kernel program records the cgroup v2 id of the process that created a
 flow (`bpf_get_current_cgroup_id()`). On the cgroup2 file system a cgroup's
 id is its directory's inode number, so walking the hierarchy (found in
 /proc/mounts: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems)
-maps ids to paths. Ids are never reused, so a name once found stays right;
-the tree is walked again only when an id netmon has not seen appears, at most
-once per call, and the walk is bounded.
+maps ids to paths. Ids are never reused, so a name once found stays right.
+A new id is first looked up through a process that has it (/proc/PID/cgroup
+gives the path, the directory's inode confirms it); only ids that leaves
+unnamed (the process exited, or moved) make netmon walk the tree, once per
+call, and the walk is bounded. Ids a walk does not find are not looked for
+again.
 
 `service_name` turns a path into the short name shown in the SERVICE column:
 a container ("docker:3f2a1b0c9d8e"), a Kubernetes pod ("pod:8d9e2f41"), a
@@ -18,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from netmon.model import Cgroup
@@ -80,19 +83,34 @@ class CgroupNames:
     """Names of cgroup ids, from the cgroup2 hierarchy mounted at `root`
     (None: no cgroup v2 here, every id is unknown)."""
 
-    def __init__(self, root: Path | None, *, max_walk: int = MAX_WALK) -> None:
+    def __init__(
+        self,
+        root: Path | None,
+        *,
+        max_walk: int = MAX_WALK,
+        proc: Path = Path("/proc"),
+    ) -> None:
         self.root = root
         self.max_walk = max_walk
+        self.proc = proc
         self._known: dict[int, Cgroup | None] = {}  # None: looked for, not found
         self.walks = 0  # how many times the tree was walked
 
-    def names(self, ids: Iterable[int]) -> dict[int, Cgroup]:
-        """The Cgroup of each id that can be named. Ids not seen before cause
-        one walk of the tree (per call); those still not found (a cgroup
-        removed since) are remembered as unknown."""
+    def names(self, ids: Iterable[int], pids: Mapping[int, int] | None = None) -> dict[int, Cgroup]:
+        """The Cgroup of each id that can be named. `pids` gives, for some
+        ids, a process that has it. Ids that are still unknown then cause one
+        walk of the tree; those it does not find (a cgroup removed since) are
+        remembered as unknown."""
         wanted = [i for i in ids if i]
-        if self.root is not None and any(i not in self._known for i in wanted):
-            self._walk(set(wanted))
+        if self.root is not None:
+            unknown = [i for i in wanted if i not in self._known]
+            for i in unknown:
+                pid = (pids or {}).get(i)
+                if pid is not None:
+                    self._from_proc(i, pid)
+            unknown = [i for i in unknown if i not in self._known]
+            if unknown:
+                self._walk(set(unknown))
         out: dict[int, Cgroup] = {}
         for i in wanted:
             cgroup = self._known.get(i)
@@ -100,10 +118,32 @@ class CgroupNames:
                 out[i] = cgroup
         return out
 
-    def _walk(self, wanted: set[int]) -> None:
+    def _from_proc(self, cgroup_id: int, pid: int) -> None:
+        """Name `cgroup_id` from the cgroup v2 line of /proc/PID/cgroup, if
+        that directory is the one with this id (the process may have moved)."""
         assert self.root is not None
+        try:
+            text = (self.proc / str(pid) / "cgroup").read_text()
+        except OSError:  # exited
+            return
+        for line in text.splitlines():
+            if not line.startswith("0::/"):
+                continue
+            path = line[3:]
+            if ".." in path.split("/"):  # outside this cgroup namespace: not under the mount
+                return
+            with contextlib.suppress(OSError):
+                if os.stat(self.root / path.lstrip("/")).st_ino == cgroup_id:
+                    self._remember({cgroup_id: Cgroup(path, service_name(path))})
+            return
+
+    def _remember(self, found: Mapping[int, Cgroup | None]) -> None:
         if len(self._known) > MAX_CACHE:
             self._known.clear()
+        self._known.update(found)
+
+    def _walk(self, wanted: set[int]) -> None:
+        assert self.root is not None
         found: dict[int, Cgroup | None] = {}
         with contextlib.suppress(OSError):
             found[os.stat(self.root).st_ino] = Cgroup("/", None)
@@ -129,6 +169,6 @@ class CgroupNames:
                 found[inode] = Cgroup(path, service_name(path))
                 stack.append((entry.path, path))
         self.walks += 1
-        self._known.update(found)
         for i in wanted - found.keys():
-            self._known.setdefault(i, None)
+            found[i] = None
+        self._remember(found)

@@ -623,7 +623,7 @@ class LiveSource:
             ids=pids.tolist(), counts=pid_counts, comm=pid_comm, kernel=pid_kernel,
             cgroup=pid_cgroup,
         )  # fmt: skip
-        cgroups = self._cgroup_names(cgroup, pid_cgroup)
+        cgroups = self._cgroup_names(cgroup, pid_cgroup, pids)
         protocols = self._protocol_totals()
         dropped = self._dropped(created, len(flows))
         if exited:
@@ -639,14 +639,19 @@ class LiveSource:
             cgroups=cgroups,
         )
 
-    def _cgroup_names(self, *ids: np.ndarray) -> dict[int, Cgroup]:
+    def _cgroup_names(
+        self, flow_ids: np.ndarray, pid_ids: np.ndarray, pids: np.ndarray
+    ) -> dict[int, Cgroup]:
         """The names of the cgroup ids of a read (the same ids as last time:
-        the same names, without sorting them again)."""
-        token = b"".join(i.tobytes() for i in ids)
-        if token != self._cgroups_read[0]:
-            names = self._cgroups.names(np.unique(np.concatenate(ids)).tolist())
-            self._cgroups_read = (token, names)
-        return self._cgroups_read[1]
+        the same names, without sorting them again). A process with an id
+        helps name it."""
+        token = flow_ids.tobytes() + pid_ids.tobytes()
+        if token == self._cgroups_read[0]:
+            return self._cgroups_read[1]
+        ids = np.unique(np.concatenate([flow_ids, pid_ids])).tolist()
+        names = self._cgroups.names(ids, dict(zip(pid_ids.tolist(), pids.tolist(), strict=True)))
+        self._cgroups_read = (token, names)
+        return names
 
     def _remove_exited(self, exited: frozenset[int], keys: np.ndarray) -> None:
         """Delete what the kernel holds for processes that exited, once their

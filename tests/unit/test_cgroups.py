@@ -101,7 +101,7 @@ def test_ids_are_named_from_directory_inodes(tmp_path: Path) -> None:
 
 def test_the_tree_is_walked_only_for_ids_never_seen(tmp_path: Path) -> None:
     ids = make_tree(tmp_path, "a.slice/one.service")
-    names = CgroupNames(tmp_path)
+    names = CgroupNames(tmp_path, proc=tmp_path / "no-proc")
     names.names([ids["a.slice/one.service"]])
     assert names.walks == 1
     names.names([ids["a.slice/one.service"], 0])  # known (and 0: none): no walk
@@ -113,6 +113,41 @@ def test_the_tree_is_walked_only_for_ids_never_seen(tmp_path: Path) -> None:
     assert names.names([gone]) == {}
     assert names.names([gone]) == {}
     assert names.walks == 3
+
+
+def fake_proc(tmp_path: Path, pid: int, line: str) -> Path:
+    proc = tmp_path / "proc"
+    (proc / str(pid)).mkdir(parents=True)
+    (proc / str(pid) / "cgroup").write_text(f"4:memory:/x\n{line}\n")
+    return proc
+
+
+def test_a_process_with_the_id_names_it_without_a_walk(tmp_path: Path) -> None:
+    tree = tmp_path / "cgroup"
+    ids = make_tree(tree, f"system.slice/docker-{HEX}.scope", "other.service")
+    wanted = ids[f"system.slice/docker-{HEX}.scope"]
+    proc = fake_proc(tmp_path, 42, f"0::/system.slice/docker-{HEX}.scope")
+    names = CgroupNames(tree, proc=proc)
+    assert names.names([wanted], {wanted: 42}) == {
+        wanted: Cgroup(f"/system.slice/docker-{HEX}.scope", "docker:3f2a1b0c9d8e")
+    }
+    assert names.walks == 0
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["0::/other.service", "0::/../../escape", "0::/gone.service", "1:name=systemd:/x"],
+)
+def test_a_process_elsewhere_does_not_name_the_id(tmp_path: Path, line: str) -> None:
+    """The process moved (its cgroup has another inode), is outside this
+    namespace, or its cgroup is gone: the tree is walked instead."""
+    tree = tmp_path / "cgroup"
+    ids = make_tree(tree, "a.service", "other.service")
+    names = CgroupNames(tree, proc=fake_proc(tmp_path, 7, line))
+    got = names.names([ids["a.service"]], {ids["a.service"]: 7})
+    assert got == {ids["a.service"]: Cgroup("/a.service", "a.service")}
+    assert names.walks == 1
+    assert names.names([ids["a.service"]], {ids["a.service"]: 99}) == got  # 99: no such pid
 
 
 def test_the_walk_is_bounded(tmp_path: Path) -> None:

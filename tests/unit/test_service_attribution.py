@@ -177,4 +177,4 @@ def test_without_cgroup_v2_the_live_source_says_so_and_names_nothing(
         "no cgroup v2 hierarchy is mounted: flows carry no cgroup or service"
     ]
     ids = np.array([1, 2, 3], dtype=np.uint64)
-    assert source._cgroup_names(ids, ids) == {}
+    assert source._cgroup_names(ids, ids, np.array([10, 11, 12])) == {}
