@@ -238,7 +238,8 @@ def test_a_process_moved_then_renamed_shows_its_new_cgroup(
     live: Any, spawn: Callable[..., Child], cgroups: Cgroups
 ) -> None:
     """The process entry follows the move at the rename (exec does the same);
-    the flow created before the move keeps the cgroup it was created in."""
+    the flow created before the move keeps the cgroup it was created in. The
+    cgroup it moved to is named after it exited (a walk of the tree)."""
     tag = f"{live.mode[:4]}{secrets.token_hex(3)}"
     old = cgroups.make(f"netmon-test-{tag}.slice/netmon-test-{tag}-old.service")
     new = cgroups.make(f"netmon-test-{tag}.slice/netmon-test-{tag}-new.service")
@@ -250,6 +251,12 @@ def test_a_process_moved_then_renamed_shows_its_new_cgroup(
     child = start_in(spawn, cgroups, rel_old, "nm-cg-mover", mover, "127.0.0.1", port, 1234,
                      4321, "nm-cg-moved")  # fmt: skip
     assert child.recv() == "sent"
+    # Read while it runs: its new cgroup is named through /proc/PID/cgroup,
+    # without walking the tree.
+    walks = live._cgroups.walks
+    mid = live.read()
+    assert cgroup_of_flows(before, mid, child.pid)["flows"] == {f"/{rel_old}"}
+    assert live._cgroups.walks == walks
     cgroups.move(child.pid, rel_new)
     child.send("go on")
     ledger = child.result()
