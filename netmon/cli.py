@@ -331,6 +331,9 @@ def _run_live(
             # Compiling and attaching the probes takes a few seconds.
             print("netmon: loading the probes...", file=sys.stderr, flush=True)
         source = source_factory(probes=config.probes, max_flows=config.max_flows)
+        retire = getattr(source, "retire_idle_after", None)  # the live source's option
+        if retire is not None:
+            retire(config.idle_timeout_s)
     except BaseException:
         _close_all(sinks)
         if metrics is not None:

@@ -517,6 +517,8 @@ class View:
         )
         if snap is not None and snap.dropped:
             text += f"  Dropped {snap.dropped}"
+        if snap is not None and snap.closed.flows:
+            text += f"  Closed {snap.closed.flows} ({format_bytes(snap.closed.bytes)})"
         segs.append(Segment(text, Role.HEADER))
         return self._fit_line(segs, width)
 
