@@ -51,14 +51,18 @@ def sender_flows(sample: RawSample, pid: int) -> dict[Any, Any]:
     return {k: c for k, c in sample.flows.items() if k.pid == pid}
 
 
+def retired_keys(sample: RawSample) -> set[Any]:
+    return {sample.flow_readings.key_of(i) for i in sample.retired}
+
+
 def expected_closed(before: Snapshot, s_before: RawSample, s_after: RawSample) -> int:
     """Bytes sent that the flows retired in `s_after` take into the closed
     aggregate: their totals listed in `before`, plus what the retiring read
     found beyond the read before."""
-    retired_keys = {s_after.flow_readings.key_of(i) for i in s_after.retired}
+    retired = retired_keys(s_after)
     total = 0
     for f in before.flows:
-        if f.key in retired_keys:
+        if f.key in retired:
             total += f.bytes_sent + s_after.flows[f.key].bytes_sent
             total -= s_before.flows[f.key].bytes_sent
     return total
@@ -88,9 +92,8 @@ def test_idle_flows_leave_the_kernel_table_and_keep_their_bytes_in_closed(spawn:
         ledger = sender.recv()
         again = src.read()
         engine.update(again)
-        assert sender_flows(again, sender.pid) and not again.retired & set(
-            sender_flows(again, sender.pid)
-        )
+        assert sender_flows(again, sender.pid)
+        assert not retired_keys(again) & set(sender_flows(again, sender.pid))
         problems = flow_mismatches(start, again, sender.pid, ledger, sender.comm, "before idle")
         assert_no_problems(problems, src)
 
@@ -99,13 +102,12 @@ def test_idle_flows_leave_the_kernel_table_and_keep_their_bytes_in_closed(spawn:
         still = src.read()
         listed = engine.update(still)
         (key,) = sender_flows(still, sender.pid)
-        assert key not in {still.flow_readings.key_of(i) for i in still.retired}
+        assert key not in retired_keys(still)
 
         # The timeout: its last counts are in this read, then it is gone.
         clock.advance(1)
         idle = src.read()
-        retired_keys = {idle.flow_readings.key_of(i) for i in idle.retired}
-        assert key in retired_keys
+        assert key in retired_keys(idle)
         problems = flow_mismatches(start, idle, sender.pid, ledger, sender.comm, "retired")
         assert_no_problems(problems, src)
         snap = engine.update(idle)
