@@ -275,9 +275,12 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
             played = alerting or shown
             if config.json:
                 return _run_json(config, played, clock, stop)
+            from netmon.replay_status import ReplayStatus
             from netmon.ui.app import run_ui
 
-            return run_ui(config, played, alerts=alerting.footer if alerting else None)
+            return run_ui(
+                config, ReplayStatus(played), alerts=alerting.footer if alerting else None
+            )
         finally:
             (alerting or shown).close()
     finally:
