@@ -279,7 +279,7 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
             from netmon.ui.app import run_ui
 
             return run_ui(
-                config, ReplayStatus(played), alerts=alerting.footer if alerting else None
+                config, ReplayStatus(played, feed), alerts=alerting.footer if alerting else None
             )
         finally:
             (alerting or shown).close()

@@ -348,6 +348,10 @@ class View:
         shown in the footer instead of the count of flagged rows."""
         self._alerts = alerts
 
+    @property
+    def note(self) -> str:
+        return self._note
+
     def set_note(self, note: str) -> None:
         """A short remark for the status line ("" for none)."""
         self._note = note
