@@ -8,13 +8,15 @@ import json
 import numpy as np
 import pytest
 
+from netmon import cli
 from netmon.closed import ClosedFlows
+from netmon.config import parse_args
 from netmon.jsonl import dumps, loads
 from netmon.metrics import MetricsEngine
 from netmon.model import Snapshot
 from netmon.sources.idle import IdleRows
 
-from .helpers import fc, key, pc, sample
+from .helpers import FakeClock, FakeSource, FakeStop, fc, key, pc, sample
 
 A, B = key(pid=1, port=80), key(pid=2, port=443)
 
@@ -110,3 +112,40 @@ def test_idle_rows_follow_each_flow_across_reads() -> None:
 def test_idle_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         IdleRows(0)
+
+
+def test_idle_timeout_option_in_minutes() -> None:
+    assert parse_args([]).idle_timeout_s == 600.0
+    assert parse_args(["--idle-timeout", "0.5"]).idle_timeout_s == 30.0
+    assert parse_args(["--idle-timeout", "0"]).idle_timeout_s == 0.0
+    for bad in ("-1", "nan", "inf", "10081", "soon"):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--idle-timeout", bad])
+        assert exc.value.code == 2
+
+
+class RetiringSource(FakeSource):
+    """A source that, like the live one, can retire idle flows."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.idle_timeouts: list[float | None] = []
+
+    def retire_idle_after(self, seconds: float | None) -> None:
+        self.idle_timeouts.append(seconds)
+
+
+@pytest.mark.parametrize(("argv", "seconds"), [([], 600.0), (["--idle-timeout", "2"], 120.0)])
+def test_live_capture_passes_the_idle_timeout_to_the_source(
+    argv: list[str], seconds: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FakeClock()
+    source = RetiringSource(clock)
+
+    def factory(*, probes: str, max_flows: int) -> RetiringSource:
+        return source
+
+    args = ["--json", "--count", "1", *argv]
+    assert cli.main(args, source_factory=factory, clock=clock, stop=FakeStop(clock)) == 0
+    assert source.idle_timeouts == [seconds]
+    assert json.loads(capsys.readouterr().out)["closed"]["flows"] == 0
