@@ -10,10 +10,10 @@ import socket
 from typing import Any
 
 from netmon.metrics import MetricsEngine
-from netmon.model import RawSample, Snapshot
+from netmon.model import FlowKey, RawSample, Snapshot
 from netmon.sources.live import LiveSource
 
-from .flows import assert_no_problems, flow_mismatches
+from .flows import assert_no_problems, flow_mismatches, pid_deltas
 from .traffic import Conn, Ledger, family_name, norm_ip, payload, tell, udp_sink
 
 TIMEOUT_S = 60
@@ -138,6 +138,45 @@ def test_idle_flows_leave_the_kernel_table_and_keep_their_bytes_in_closed(spawn:
         sender.send(None)
         sender.result()
         sink.send(4)
+        sink.result()
+    finally:
+        src.close()
+
+
+def test_bytes_that_land_between_the_read_and_the_removal_are_kept(spawn: Any) -> None:
+    """The source reads the table, finds the flow idle, and deletes it; a
+    datagram sent in between (here, made to happen there) is in the counts
+    the deletion returns, so it is in the retiring sample and not lost."""
+    host = "127.0.0.1"
+    clock = StepClock()
+    src = LiveSource.open(probes="auto", idle_timeout_s=TIMEOUT_S, clock_ns=clock)
+    try:
+        sink = spawn("nm-race-sink", udp_sink, host)
+        port = sink.recv()
+        sender = spawn("nm-race", paced_sender, host, port)
+        start = src.read()
+        sender.send((400,))
+        sender.recv()
+        clock.advance(1)
+        src.read()  # the flow is there, with 400 bytes
+        take = src._take
+
+        def take_after_a_send(table: Any, raw: bytes) -> Any:
+            if src._flow_key(raw).pid == sender.pid:
+                sender.send((123,))
+                sender.recv()  # sent: counted by the kernel before sendto returned
+            return take(table, raw)
+
+        src._take = take_after_a_send  # type: ignore[method-assign]
+        clock.advance(TIMEOUT_S)
+        idle = src.read()
+        sender.send(None)
+        ledger = sender.result()
+        want = {FlowKey(sender.pid, *fid): t.as_tuple() for fid, t in ledger.flows.items()}
+        assert set(want) <= retired_keys(idle)
+        # The flow's counts: the process totals were read before the send.
+        assert pid_deltas(start, idle, sender.pid) == want
+        sink.send(2)
         sink.result()
     finally:
         src.close()
