@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What netmon's per-interval work costs with many flows, without the kernel.
 
-    .venv/bin/python bench/pipeline.py [--flows 10000] [--pids 1000] [--json]
+    .venv/bin/python bench/pipeline.py [--flows 10000] [--pids 1000] [--idle-timeout S] [--json]
     .venv/bin/python bench/pipeline.py --against REV [--rounds 5]
 
 A fake kernel (here, not in netmon/) holds N flows over ~P processes, IPv4
@@ -20,6 +20,10 @@ and the totals of the two outputs:
 out in a temporary git worktree and runs its bench/pipeline.py and this one
 alternately, `--rounds` times each, and prints both sets of medians (the
 median over rounds of each round's median) with their ratio.
+
+`--idle-timeout S` has the source track idle flows as `netmon --idle-timeout`
+does (every flow here moves on every interval, so none is removed: this
+times the tracking); 0, the default, leaves it off.
 
 Figures depend on the machine and on what else runs on it: indicative only.
 """
@@ -123,11 +127,11 @@ class FakeTable:
         """A per-CPU array's total for `key` (here: the one value)."""
         return self[key]
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.data[bytes(key)] = bytes(value)
-
     def __iter__(self) -> Iterator[Any]:
         return (self.Key.from_buffer_copy(k) for k in list(self.data))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.data[bytes(key)] = bytes(value)
 
 
 class FakeKernel:
@@ -142,7 +146,7 @@ class FakeKernel:
         self.protocol_totals = FakeTable(ctypes.c_uint32, ctypes.c_uint64, 16)
         self.anomaly = FakeTable(TrafficKey, ctypes.c_uint64, max(10240, flows))
         self.counters = FakeTable(ctypes.c_int, ctypes.c_uint64, ABI.values["COUNTER_MAX"])
-        self.exited = FakeTable(ctypes.c_uint32, ctypes.c_uint8, max(10240, flows))  # none exit
+        self.exited = FakeTable(ctypes.c_uint32, ctypes.c_uint8, 1024)  # none exit here
         self.keys: list[bytes] = []
         self.stats: list[list[int]] = []  # bytes_sent, bytes_recv, packets_sent, packets_recv
         self.mean: list[float] = []  # bytes per interval of each flow
@@ -252,7 +256,9 @@ class FakeKernel:
 class Pipeline:
     """The stages of one interval, each a call into netmon's own code."""
 
-    def __init__(self, kernel: FakeKernel, cols: int, rows: int) -> None:
+    def __init__(
+        self, kernel: FakeKernel, cols: int, rows: int, idle_timeout_s: float = 0.0
+    ) -> None:
         from netmon.sources.live import LiveSource, numpy_dtype
 
         class BenchSource(LiveSource):
@@ -268,6 +274,8 @@ class Pipeline:
         self.source = BenchSource(kernel.bpf(), "socket", ABI)
         self._cgroup_tree = tempfile.TemporaryDirectory()
         self._use_cgroups(Path(self._cgroup_tree.name))
+        if idle_timeout_s:
+            self.source.retire_idle_after(idle_timeout_s)
         self.engine = MetricsEngine(0.4, 10 * MB, 1.0)
         self.view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=10 * MB))
         self.state = UIState()
@@ -317,7 +325,7 @@ class Pipeline:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
-    pipe = Pipeline(kernel, args.cols, args.rows)
+    pipe = Pipeline(kernel, args.cols, args.rows, args.idle_timeout)
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
     for i in range(args.warmup + args.intervals):
         kernel.step(1_000_000_000)
@@ -339,6 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "flows_shown": pipe.flows_shown,
         "pids": args.pids,
         "churn": args.churn,
+        "idle_timeout_s": args.idle_timeout,
         "intervals": args.intervals,
         "screen": f"{args.cols}x{args.rows}",
         "netmon": str(Path(netmon.__file__).resolve().parent),
@@ -357,7 +366,7 @@ def held_memory(args: argparse.Namespace) -> float:
     tree = str(Path(netmon.__file__).resolve().parent)
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
     tracemalloc.start(32)
-    pipe = Pipeline(kernel, args.cols, args.rows)
+    pipe = Pipeline(kernel, args.cols, args.rows, args.idle_timeout)
     for _ in range(args.warmup + 3):
         kernel.step(1_000_000_000)
         pipe.interval()
@@ -371,6 +380,7 @@ def held_memory(args: argparse.Namespace) -> float:
 def print_report(result: dict[str, Any]) -> None:
     print(f"netmon pipeline bench: {result['flows']} flows ({result['flows_shown']} shown, "
           f"{result.get('churn', 0) * 100:g}% replaced per interval), "
+          f"idle timeout {result.get('idle_timeout_s', 0):g} s, "
           f"{result['pids']} pids, {result['intervals']} intervals, screen {result['screen']}, "
           f"Python {result['python']}")  # fmt: skip
     print(f"netmon from {result['netmon']}")
@@ -436,6 +446,13 @@ def main() -> int:
         default=0.0,
         help="share of the flows replaced by new ones every interval",
     )
+    ap.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="track idle flows as netmon --idle-timeout does, in seconds (0: off)",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument(
         "--memory",
@@ -451,6 +468,8 @@ def main() -> int:
                 f"--seed={args.seed}"]  # fmt: skip
         if args.churn:  # benches older than --churn do not know it
             rest.append(f"--churn={args.churn}")
+        if args.idle_timeout:  # nor --idle-timeout
+            rest.append(f"--idle-timeout={args.idle_timeout}")
         return against(args, rest)
     result = run(args)
     if args.memory:

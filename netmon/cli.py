@@ -275,9 +275,12 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
             played = alerting or shown
             if config.json:
                 return _run_json(config, played, clock, stop)
+            from netmon.replay_status import ReplayStatus
             from netmon.ui.app import run_ui
 
-            return run_ui(config, played, alerts=alerting.footer if alerting else None)
+            return run_ui(
+                config, ReplayStatus(played, feed), alerts=alerting.footer if alerting else None
+            )
         finally:
             (alerting or shown).close()
     finally:
@@ -333,6 +336,9 @@ def _run_live(
             # Compiling and attaching the probes takes a few seconds.
             print("netmon: loading the probes...", file=sys.stderr, flush=True)
         source = source_factory(probes=config.probes, max_flows=config.max_flows)
+        retire = getattr(source, "retire_idle_after", None)  # the live source's option
+        if retire is not None:
+            retire(config.idle_timeout_s)
     except BaseException:
         _close_all(sinks)
         if metrics is not None:

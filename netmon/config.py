@@ -23,6 +23,8 @@ DEFAULT_ALPHA = 0.4
 DEFAULT_THRESHOLD_BPS = 10.0 * 1024 * 1024
 DEFAULT_MAX_FLOWS = load_abi().values["MAX_FLOWS"]  # the kernel program's default
 MAX_MAX_FLOWS = 4 * 1024 * 1024
+DEFAULT_IDLE_TIMEOUT_MIN = 10.0
+MAX_IDLE_TIMEOUT_MIN = 7 * 24 * 60.0  # a week
 PROBE_MODES = ("auto", "syscalls", "socket")
 DEFAULT_METRICS_PROCESSES = 50
 MAX_METRICS_PROCESSES = 10_000
@@ -41,6 +43,7 @@ class Config:
     probes: str = "auto"
     show_kernel: bool = False
     max_flows: int = DEFAULT_MAX_FLOWS
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_MIN * 60.0  # 0: keep idle flows
     record: str | None = None
     append: bool = False
     replay: str | None = None
@@ -106,6 +109,15 @@ def _speed(text: str) -> float:
     if not MIN_SPEED <= value <= MAX_SPEED:
         raise argparse.ArgumentTypeError(
             f"must be from {MIN_SPEED:g} to {MAX_SPEED:.0f}, got {text!r}"
+        )
+    return value
+
+
+def _idle_timeout_min(text: str) -> float:
+    value = _number(text, "a number of minutes")
+    if not 0 <= value <= MAX_IDLE_TIMEOUT_MIN:
+        raise argparse.ArgumentTypeError(
+            f"idle timeout must be from 0 to {MAX_IDLE_TIMEOUT_MIN:g} minutes, got {text!r}"
         )
     return value
 
@@ -243,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "size of the kernel flow table; when full, the least recently used "
             "flows are evicted and counted as dropped (default: %(default)s)"
+        ),
+    )
+    capture.add_argument(
+        "--idle-timeout",
+        metavar="MIN",
+        type=_idle_timeout_min,
+        default=DEFAULT_IDLE_TIMEOUT_MIN,
+        help=(
+            "remove a flow that moved nothing for MIN minutes (fractions allowed) from the "
+            "kernel's table and the list; its bytes stay in the totals and in 'closed'; "
+            "0 keeps idle flows (default: %(default)g)"
         ),
     )
 
@@ -433,6 +456,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         probes=ns.probes,
         show_kernel=ns.show_kernel,
         max_flows=ns.max_flows,
+        idle_timeout_s=ns.idle_timeout * 60.0,
         record=ns.record,
         append=ns.append,
         replay=ns.replay,

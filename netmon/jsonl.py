@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from netmon.closed import CLOSED_FIELDS, ClosedFlows
 from netmon.model import Cgroup, FlowKey, FlowStat, FlowTable, ProcessStat, Snapshot
 
 _SEPARATORS = (",", ":")
@@ -55,6 +56,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
         "processes": [_process_dict(p) for p in snap.processes],
         "protocols": dict(snap.protocols),
         "dropped": snap.dropped,
+        "closed": snap.closed.to_dict(),
     }
 
 
@@ -86,6 +88,7 @@ def dumps(snap: Snapshot) -> str:
             "processes": [_process_dict(p) for p in snap.processes],
             "protocols": dict(snap.protocols),
             "dropped": snap.dropped,
+            "closed": snap.closed.to_dict(),
         },
         separators=_SEPARATORS,
     )
@@ -308,7 +311,14 @@ def snapshot_from_dict(obj: Any) -> Snapshot:
         processes=processes,
         protocols={name: _int(protocols, name) for name in protocols},
         dropped=_int(obj, "dropped") if "dropped" in obj else 0,
+        closed=_closed(obj["closed"]) if "closed" in obj else ClosedFlows(),
     )
+
+
+def _closed(closed: Any) -> ClosedFlows:
+    if not isinstance(closed, dict):
+        raise ValueError("'closed' must be an object")
+    return ClosedFlows(*(_int(closed, name) if name in closed else 0 for name in CLOSED_FIELDS))
 
 
 def loads(line: str, line_no: int = 1) -> Snapshot:

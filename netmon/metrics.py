@@ -22,6 +22,10 @@ Semantics:
 * A process the source reports exited (`RawSample.exited`) is in the snapshot
   of that sample, with its final totals, and gone from the next one, with its
   flows.
+* A flow the source removed for being idle (`RawSample.retired`) is gone from
+  the snapshot of that sample already: its final counts are folded in first.
+* Every flow that leaves the table (exited, retired or forgotten) adds its
+  totals to `Snapshot.closed`, so listed plus closed never goes down.
 * A sample that is not later than the previous one (dt <= 0) updates totals
   but leaves rates alone; its bytes are carried into the next interval.
 
@@ -39,6 +43,7 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 
+from netmon.closed import ClosedTally
 from netmon.model import (
     Cgroup,
     FlowKey,
@@ -269,6 +274,7 @@ class MetricsEngine:
         self._present: FlowReadings = FlowReadings.of({})
         self._present_slots = np.zeros(0, dtype=np.intp)
         self._exiting: frozenset[int] = frozenset()  # exited, shown once more
+        self._closed = ClosedTally()  # flows no longer listed
 
     @property
     def flows_held(self) -> int:
@@ -295,6 +301,8 @@ class MetricsEngine:
         slots, moved = flows.fold(sample.flow_readings, now, sample.cgroups)
         flows.pending[slots] += moved
         self._present, self._present_slots = sample.flow_readings, slots
+        if sample.retired:
+            self._retire(sample.retired)
         if rebase:
             self._rate_base_ns = now
             flows.pending[:] = 0  # moved over an unknown span of time
@@ -311,7 +319,11 @@ class MetricsEngine:
         kernel."""
         flows = self._flows
         slots = self._present_slots
-        return FlowRates(self._present, np.where(flows.rated[slots], flows.rate[slots], 0.0))
+        present = slots >= 0  # not retired
+        at = np.where(present, slots, 0)
+        rates = np.where(flows.rated[at], flows.rate[at], 0.0) if len(flows) else at * 0.0
+        # NaN: nothing to write back for a flow the source removed.
+        return FlowRates(self._present, np.where(present, rates, np.nan))
 
     def _update_rates(self, dt: float) -> None:
         flows = self._flows
@@ -329,7 +341,7 @@ class MetricsEngine:
         exiting = np.fromiter(self._exiting, dtype=np.int64)
         gone = np.isin(self._flows.pid, exiting)
         if gone.any():
-            self._flows.keep(~gone)
+            self._close(gone)
         gone = np.isin(np.array(self._procs.ids, dtype=np.int64), exiting)
         if gone.any():
             self._procs.keep(~gone)
@@ -340,10 +352,31 @@ class MetricsEngine:
         limit = now - self.forget_after_ns
         for ledger in (self._flows, self._procs):
             stale = ledger.last_seen_ns < limit
-            if stale.any():
-                remap = ledger.keep(~stale)
-                if ledger is self._flows:
-                    self._present_slots = remap[self._present_slots]
+            if not stale.any():
+                continue
+            if ledger is self._flows:
+                self._close(stale)
+            else:
+                ledger.keep(~stale)
+
+    def _retire(self, ids: frozenset[Hashable]) -> None:
+        """Flows the source removed after the last read: out of the table."""
+        flows = self._flows
+        slots = [flows.slot_of[i] for i in ids if i in flows.slot_of]
+        gone = np.zeros(len(flows), dtype=bool)
+        gone[slots] = True
+        if gone.any():
+            self._close(gone)
+
+    def _close(self, gone: np.ndarray) -> None:
+        """Drop the flow slots in `gone`, their totals kept in the closed
+        aggregate (those of kernel threads only if they are shown)."""
+        flows = self._flows
+        shown = gone if self.show_kernel else gone & ~flows.kernel
+        self._closed.add(flows.totals[shown])
+        remap = flows.keep(~gone)
+        present = self._present_slots
+        self._present_slots = np.where(present >= 0, remap[present], -1)
 
     def _snapshot(self, sample: RawSample, dt: float) -> Snapshot:
         flows, procs = self._flows, self._procs
@@ -400,6 +433,7 @@ class MetricsEngine:
             processes=tuple(processes),
             protocols=dict(sample.protocols),
             dropped=sample.dropped,
+            closed=self._closed.current,
         )
 
     def _orphans(self, visible: np.ndarray, proc_rate: dict[int, float]) -> list[ProcessStat]:

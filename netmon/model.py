@@ -21,6 +21,8 @@ from typing import Any, TypeVar, overload
 
 import numpy as np
 
+from netmon.closed import ClosedFlows
+
 COUNT_FIELDS = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv")
 
 
@@ -263,6 +265,9 @@ class RawSample:
     # What the cgroup ids of this sample's rows are (ids the source could
     # not name are missing).
     cgroups: Mapping[int, Cgroup] = field(default_factory=dict)
+    # Ids of flows the source removed after this read (idle too long): the
+    # counts in this sample are their last.
+    retired: frozenset[Hashable] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flows", FlowReadings.of(self.flows))
@@ -478,6 +483,7 @@ class Snapshot:
     processes: tuple[ProcessStat, ...]
     protocols: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    closed: ClosedFlows = field(default_factory=ClosedFlows)  # flows no longer listed
 
     def __post_init__(self) -> None:
         if not isinstance(self.flows, FlowTable):

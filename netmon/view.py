@@ -91,6 +91,9 @@ class ViewSettings:
     alpha: float
     threshold_bps: float
     unicode: bool = True  # False: the terminal can only show ASCII
+    # A replay: rows are highlighted by the flags in the recording, and the
+    # footer counts those (not --threshold) unless alerts are worked out again.
+    recorded_flags: bool = False
 
 
 @dataclass(frozen=True)
@@ -422,11 +425,20 @@ class View:
         self._line_cache_layout: tuple[Any, ...] | None = None
         self._alerts: FooterAlerts | None = None  # None: count the flagged flows
         self._no_cgroups = False
+        self._note = ""  # shown in the status line (a replay's shortened gaps)
 
     def set_alerts(self, alerts: FooterAlerts | None) -> None:
         """The alert manager's view of what fires (with its hysteresis),
         shown in the footer instead of the count of flagged rows."""
         self._alerts = alerts
+
+    @property
+    def note(self) -> str:
+        return self._note
+
+    def set_note(self, note: str) -> None:
+        """A short remark for the status line ("" for none)."""
+        self._note = note
 
     def set_snapshot(self, snap: Snapshot) -> None:
         """Replace the data; per-snapshot totals are computed here, once."""
@@ -610,6 +622,8 @@ class View:
             segs.append(Segment("PAUSED  ", Role.BADGE))
         if state.ended:
             segs.append(Segment("end of replay  ", Role.BADGE))
+        if self._note:
+            segs.append(Segment(f"{self._note}  ", Role.BADGE))
         if state.filter_text:
             shown = len(self.rows(state))
             segs.append(Segment(f"Filter '{state.filter_text}': {shown} shown  ", Role.BADGE))
@@ -625,6 +639,8 @@ class View:
             text += f"  Dropped {snap.dropped}"
         if snap is not None and state.show_service and self._no_cgroups:
             text += "  Service: no cgroup data"
+        if snap is not None and snap.closed.flows:
+            text += f"  Closed {snap.closed.flows} ({format_bytes(snap.closed.bytes)})"
         segs.append(Segment(text, Role.HEADER))
         return self._fit_line(segs, width)
 
@@ -694,9 +710,16 @@ class View:
         alerts = self._alerts
         n = self._anomalies if alerts is None else alerts.firing
         u = self.settings.unicode
+        recorded = alerts is None and self.settings.recorded_flags
+        if n == 0 and recorded:
+            return ("✓ " if u else "OK: ") + "No flows flagged when recorded", Role.OK
         if n == 0:
             return ("✓ No anomalies detected" if u else "OK: No anomalies detected"), Role.OK
-        if alerts is None or alerts.flows_above_threshold:
+        if recorded:
+            # The rows' flags come from the recording (its own threshold):
+            # count those, and say so, rather than name today's --threshold.
+            text = f"ALERT: {n} {'flow' if n == 1 else 'flows'} flagged when recorded"
+        elif alerts is None or alerts.flows_above_threshold:
             noun = "flow" if n == 1 else "flows"
             text = f"ALERT: {n} {noun} above {format_rate(self.settings.threshold_bps)}"
         else:

@@ -40,6 +40,7 @@ from netmon.model import (
 )
 from netmon.sources.bpf_link import BpfError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
+from netmon.sources.idle import IdleRows
 from netmon.sources.memory import release_compiler_memory
 from netmon.sources.socket_tables import ephemeral_range, listening_ports, raw_and_icmp_sockets
 
@@ -406,8 +407,15 @@ class PublishedRates:
 class LiveSource:
     """Probes attached to the running kernel. Use `LiveSource.open(...)`."""
 
-    def __init__(self, bpf: Any, mode: str, abi: Abi) -> None:
+    def __init__(
+        self,
+        bpf: Any,
+        mode: str,
+        abi: Abi,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
         self._bpf = bpf
+        self._clock_ns = clock_ns  # CLOCK_MONOTONIC; replaceable in tests
         self.mode = mode
         self.warnings = list(BLIND_SPOTS[mode])
         self._abi = abi
@@ -425,7 +433,9 @@ class LiveSource:
         self._closed = False
         self._links: list[int] = []  # cgroup attachments: closing the fd detaches
         self._exited = bpf["exited_pids"]
-        self._removed_flows = 0  # flows of exited processes deleted by netmon
+        self._removed_flows = 0  # flows deleted by netmon: exited processes, idle
+        self._idle: IdleRows | None = None  # None: idle flows stay
+        self._lookup_and_delete = True  # BPF_MAP_LOOKUP_AND_DELETE_ELEM works here
         self._raw_sockets_at_start = 0
         self._raw_hooks_attached = False
         self._may_attach = True  # False once netmon has given up its privileges
@@ -438,7 +448,14 @@ class LiveSource:
             )
 
     @classmethod
-    def open(cls, probes: str = "auto", max_flows: int | None = None) -> LiveSource:
+    def open(
+        cls,
+        probes: str = "auto",
+        max_flows: int | None = None,
+        *,
+        idle_timeout_s: float | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> LiveSource:
         if probes not in PROBE_MODES:
             choices = ", ".join(PROBE_MODES)
             raise ProbeError(f"unknown probe mode {probes!r} (choose from {choices})")
@@ -454,7 +471,8 @@ class LiveSource:
             bpf = bcc.BPF(src_file=str(bpf_dir() / "netmon.bpf.c"), cflags=flags)
         except Exception as exc:  # BCC raises bare Exception for compile/load/attach failures
             raise ProbeError(f"loading the BPF program failed: {exc}") from None
-        source = cls(bpf, mode, abi)
+        source = cls(bpf, mode, abi, clock_ns)
+        source.retire_idle_after(idle_timeout_s)
         if fallback is not None:
             source.warnings.insert(0, f"using syscalls probes: {fallback}")
         try:
@@ -500,6 +518,12 @@ class LiveSource:
                     ) from None
         finally:
             os.close(cgroup_fd)
+
+    def retire_idle_after(self, seconds: float | None) -> None:
+        """Remove flows that moved nothing for `seconds` from the kernel's
+        tables after a read (their final counts are in that read, and in its
+        `retired`); None keeps them until the table is full."""
+        self._idle = None if not seconds else IdleRows(max(int(seconds * 1e9), 1))
 
     @property
     def raw_peer_hooks(self) -> bool:
@@ -595,7 +619,7 @@ class LiveSource:
 
     def read(self) -> RawSample:
         self.update_raw_peer_hooks()
-        monotonic_ns = time.monotonic_ns()
+        monotonic_ns = self._clock_ns()
         wall = time.time()
         # The creation count first: a flow created while the map is being read
         # then shows up as present, never as evicted.
@@ -609,6 +633,7 @@ class LiveSource:
         pid_counts, pid_comm, pid_kernel, pid_cgroup = counter_columns(pid_values, kernel_flag)
         pids = pid_keys.astype(np.int64)
         raw_keys = keys.view(np.dtype((np.void, keys.dtype.itemsize)))
+        retired = self._retire_idle(keys, raw_keys, counts, exited, monotonic_ns)
         flows = FlowReadings(
             ids=raw_keys.tolist,  # bytes of each key, made only if needed
             key_of=self._flow_key,
@@ -626,6 +651,7 @@ class LiveSource:
         cgroups = self._cgroup_names(cgroup, pid_cgroup, pids)
         protocols = self._protocol_totals()
         dropped = self._dropped(created, len(flows))
+        self._removed_flows += len(retired)  # present in this read: counted from the next
         if exited:
             self._remove_exited(exited, keys)
         return RawSample(
@@ -636,7 +662,8 @@ class LiveSource:
             protocols=protocols,
             dropped=dropped,
             exited=exited,
-            cgroups=cgroups,
+cgroups=cgroups,
+            retired=retired,
         )
 
     def _cgroup_names(
@@ -652,6 +679,66 @@ class LiveSource:
         names = self._cgroups.names(ids, dict(zip(pid_ids.tolist(), pids.tolist(), strict=True)))
         self._cgroups_read = (token, names)
         return names
+
+    def _retire_idle(
+        self,
+        keys: np.ndarray,
+        raw_keys: np.ndarray,
+        counts: np.ndarray,
+        exited: frozenset[int],
+        now_ns: int,
+    ) -> frozenset[bytes]:
+        """Delete the flows idle for the timeout from the kernel's tables,
+        their counts as the deletion found them written into `counts` (a
+        byte that landed since the dump is not lost); returns their ids.
+        Flows of exited processes are left to _remove_exited. The caller
+        adds them to _removed_flows once this read's `dropped` is known."""
+        if self._idle is None or not len(keys):
+            return frozenset()
+        idle = self._idle.idle(raw_keys.tolist, keys.tobytes(), counts, now_ns)
+        if exited:
+            idle &= ~np.isin(keys["pid"], np.fromiter(exited, dtype=np.int64))
+        rows = np.flatnonzero(idle)
+        if not len(rows):
+            return frozenset()
+        ids = raw_keys[rows].tolist()
+        kernel_flag = self._abi.values["FLAG_KERNEL_THREAD"]
+        for row, raw in zip(rows.tolist(), ids, strict=True):
+            final = self._take(self._traffic, raw)
+            if final is not None:
+                counts[row] = np.maximum(counts[row], counter_columns(final, kernel_flag)[0][0])
+            with contextlib.suppress(KeyError):
+                del self._anomaly[self._anomaly.Key.from_buffer_copy(raw)]
+        self._idle.drop(idle)
+        return frozenset(ids)
+
+    def _take(self, table: Any, raw: bytes) -> np.ndarray | None:
+        """Delete one entry of a per-CPU hash map and return its value (one
+        row, one column per CPU) as the deletion found it, or None if the
+        entry is gone already."""
+        from bcc.libbcc import lib
+
+        key = table.Key.from_buffer_copy(raw)
+        leaf = table.Leaf()
+        if self._lookup_and_delete:
+            if lib.bpf_lookup_and_delete(table.map_fd, ctypes.byref(key), ctypes.byref(leaf)) == 0:
+                return self._per_cpu_row(table, leaf)
+            err = ctypes.get_errno()
+            if err == errno.ENOENT:
+                return None
+            log.info("lookup-and-delete unavailable (%s); reading then deleting",
+                     os.strerror(err))  # fmt: skip
+            self._lookup_and_delete = False
+        if lib.bpf_lookup_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf)) != 0:
+            return None
+        lib.bpf_delete_elem(table.map_fd, ctypes.byref(key))
+        return self._per_cpu_row(table, leaf)
+
+    @staticmethod
+    def _per_cpu_row(table: Any, leaf: Any) -> np.ndarray:
+        cpus = int(table.total_cpu)
+        values = np.frombuffer(bytes(leaf), numpy_dtype(table.sLeaf), cpus)
+        return values.reshape(1, cpus)
 
     def _remove_exited(self, exited: frozenset[int], keys: np.ndarray) -> None:
         """Delete what the kernel holds for processes that exited, once their

@@ -80,6 +80,7 @@ class ReplayFeed:
         self._ended = False
         self._closed = False
         self.gaps_shortened = 0
+        self.gap_limit_s: float | None = None  # what the last one was shortened to
 
     def _fetch(self) -> None:
         """Read the next snapshot into _pending if there is one by now."""
@@ -108,6 +109,7 @@ class ReplayFeed:
             limit = max_gap_s(snap.interval_s)
             if gap > limit:
                 self.gaps_shortened += 1
+                self.gap_limit_s = limit
                 self._warn(
                     f"the recording jumps {gap:.6g} s ahead (at ts {snap.ts:.6f}); "
                     f"played as {limit:g} s"

@@ -112,6 +112,7 @@ def run_loop(
     """Run until the user quits; returns the final state. `alerts` gives
     the alerts firing after each snapshot, for the footer."""
     view = View(settings)
+    note = getattr(feed, "note", None)  # a remark for the status line (replay_status)
     latest: Snapshot | None = None
     height, width = screen.size()
     dirty = True
@@ -128,6 +129,9 @@ def run_loop(
                     if alerts is not None:
                         view.set_alerts(alerts())
                     dirty = True
+        if note is not None and (text := note()) != view.note:
+            view.set_note(text)
+            dirty = True
         ended = feed.next_due() is None
         if ended != state.ended:
             state = replace(state, ended=ended)
@@ -177,6 +181,8 @@ def run_ui(
                     alpha=config.alpha,
                     threshold_bps=config.threshold_bps,
                     unicode=screen.unicode,
+                    # A replay's rows carry the recording's flags (netmon.replay_status).
+                    recorded_flags=bool(getattr(feed, "recorded_flags", False)),
                 )
                 state = UIState(show_kernel=config.show_kernel)
                 run_loop(screen, feed, settings, state, recorder, clock, alerts)

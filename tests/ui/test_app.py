@@ -12,6 +12,7 @@ import pytest
 
 from netmon.errors import RecordingError
 from netmon.model import Snapshot
+from netmon.replay_status import ReplayStatus
 from netmon.sources.replay import ReplayFeed
 from netmon.ui.app import MAX_WAIT_S, MIN_WAIT_S, run_loop, run_ui
 from netmon.view import Frame, UIState, ViewSettings
@@ -94,6 +95,28 @@ def test_pause_keeps_the_shown_snapshot_while_polling_and_recording_go_on() -> N
     assert "gen1" in paused and "gen3" not in paused
     resumed = screen.text_at(3.0)
     assert "gen3" in resumed and "PAUSED" not in resumed
+
+
+def test_a_replay_says_how_many_gaps_it_shortened() -> None:
+    """Snapshots 1 s apart, then a jump of an hour (played as 2 s, twice the
+    interval), then another: the status line counts them as they come."""
+    clock = Clock()
+    stamps = (1000.0, 1001.0, 4601.0, 4602.0, 9000.0)
+    feed = ReplayFeed(
+        [snapshot([flow(1, f"gen{i}", rate=MB)], ts=ts) for i, ts in enumerate(stamps)],
+        clock=clock,
+        warn=lambda message: None,
+    )
+    screen = FakeScreen(clock, [(8.0, "q")])
+    run_loop(screen, ReplayStatus(feed, feed), SETTINGS, UIState(), None, clock)
+    status = [screen.text_at(t).splitlines()[1] for t in (0.5, 3.5, 7.5)]
+    assert "shortened" not in status[0]
+    assert "gaps > 2s shortened: 1" in status[1] and "gen2" in screen.text_at(3.5)
+    assert "gaps > 2s shortened: 2" in status[2] and "gen4" in screen.text_at(7.5)
+    # Without shortened gaps, or without the replay's status, no such note.
+    plain = FakeScreen(clock := Clock(), [(3.0, "q")])
+    run_loop(plain, ReplayFeed(three_snapshots(), clock=clock), SETTINGS, UIState(), None, clock)
+    assert "shortened" not in plain.text_at(3.0)
 
 
 def test_every_key_repaints_at_once() -> None:

@@ -66,6 +66,7 @@ def sample(
     protocols: Mapping[str, int] | None = None,
     dropped: int = 0,
     exited: frozenset[int] = frozenset(),
+    retired: frozenset[FlowKey] = frozenset(),
 ) -> RawSample:
     return RawSample(
         monotonic_ns=round(t_s * 1e9),
@@ -75,6 +76,7 @@ def sample(
         protocols=dict(protocols or {}),
         dropped=dropped,
         exited=exited,
+        retired=frozenset(retired),
     )
 
 

@@ -30,7 +30,8 @@ from netmon.model import Snapshot
 
 from .helpers import FakeClock, FakeSource, FakeStop
 
-CONTRACT_KEYS = {"ts", "interval_s", "flows", "processes", "protocols", "dropped", "alerts"}
+CONTRACT_KEYS = {"ts", "interval_s", "flows", "processes", "protocols", "dropped", "closed",
+                 "alerts"}
 FLOW_KEYS = {
     "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
     "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel", "cgroup",

@@ -74,7 +74,8 @@ def test_round_trip() -> None:
 
 def test_contract_field_names() -> None:
     obj = json.loads(dumps(snapshot()))
-    assert set(obj) == {"ts", "interval_s", "flows", "processes", "protocols", "dropped"}
+    assert set(obj) == {"ts", "interval_s", "flows", "processes", "protocols", "dropped",
+                        "closed"}
     assert set(obj["flows"][0]) == {
         "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
         "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel", "cgroup",
