@@ -253,6 +253,33 @@ def test_process_view(term_factory: StartTerm, tmp_path: Path) -> None:
     t.wait_for(lambda t: "REMOTE" in t.line(2), what="flow view")
 
 
+def test_services_column_toggle_grouping_and_filter(
+    term_factory: StartTerm, tmp_path: Path
+) -> None:
+    services = {101: "web.service", 102: "web.service", 104: "docker:3f2a1b0c9d8e"}
+    flows = [
+        flow(pid, NAMES[pid], rate=rate, sent=pid * 1000, recv=pid * 10, service=services.get(pid))
+        for pid, rate in RATES.items()
+    ]
+    t = term_factory(write_replay(tmp_path / "s.jsonl", [snapshot(flows)]), cols=120)
+    ready(t)
+    assert "SERVICE" in t.line(2)
+    assert t.lines()[t.find_row(" delta ")].split()[:3] == ["104", "delta", "docker:3f2a1b0c9d8e"]
+    t.send("c")
+    t.wait_for(lambda t: "SERVICE" not in t.line(2) and "REMOTE" in t.line(2), what="no column")
+    t.send("c")
+    t.wait_for(lambda t: "SERVICE" in t.line(2), what="the column again")
+    t.send("/web.serv\r")
+    t.wait_for(lambda t: sorted(table_pids(t)) == [101, 102], what="filtered by service")
+    t.send("\x1b")
+    t.wait_for(lambda t: len(table_pids(t)) == 6, what="filter cleared")
+    t.send("g")
+    t.send("G")
+    t.wait_for(lambda t: t.line(2).split()[:3] == ["SERVICE", "PROCS", "FLOWS"], what="grouped")
+    rows = [line.split()[:3] for line in t.lines()[3:-1] if line.strip()]
+    assert rows == [["docker:3f2a1b0c9d8e", "1", "1"], ["web.service", "2", "2"], ["-", "3", "3"]]
+
+
 def test_kernel_toggle(term_factory: StartTerm, tmp_path: Path) -> None:
     flows = [*main_snapshot(), flow(2, "kworker/u8:0", rate=50 * MB, kernel=True)]
     t = term_factory(write_replay(tmp_path / "k.jsonl", [snapshot(flows)]))
