@@ -39,6 +39,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "family": f.key.family,
                 "port": f.key.port,
                 "remote_ip": f.key.remote_ip,
+                "remote_name": f.remote_name,
                 "role": f.key.role,
                 "bytes_sent": f.bytes_sent,
                 "bytes_recv": f.bytes_recv,
@@ -98,16 +99,17 @@ class _FlowText:
     )
 
     def __init__(self) -> None:
-        # id(key) -> (key, name, text up to "bytes_sent":). The entry holds
-        # the key, so no other object can have that id meanwhile.
-        self._heads: dict[int, tuple[FlowKey, str, str]] = {}
+        # id(key) -> (key, (name, peer name), text up to "bytes_sent":). The
+        # entry holds the key, so no other object can have that id meanwhile.
+        self._heads: dict[int, tuple[FlowKey, tuple[str, str | None], str]] = {}
 
-    def _head(self, key: FlowKey, comm: str) -> tuple[FlowKey, str, str]:
-        fields = {"pid": key.pid, "comm": comm, "protocol": key.protocol, "family": key.family,
-                  "port": key.port, "remote_ip": key.remote_ip, "role": key.role}  # fmt: skip
+    def _head(self, key: FlowKey, names: tuple[str, str | None]) -> str:
+        fields = {"pid": key.pid, "comm": names[0], "protocol": key.protocol,
+                  "family": key.family, "port": key.port, "remote_ip": key.remote_ip,
+                  "remote_name": names[1], "role": key.role}  # fmt: skip
         text = json.dumps(fields, separators=_SEPARATORS)[:-1] + ',"bytes_sent":'
-        entry = self._heads[id(key)] = (key, comm, text)
-        return entry
+        self._heads[id(key)] = (key, names, text)
+        return text
 
     def flows(self, table: FlowTable) -> str:
         """The table's flow objects, comma-separated, in the table's order."""
@@ -115,10 +117,12 @@ class _FlowText:
             current = set(map(id, table.keys))
             self._heads = {i: e for i, e in self._heads.items() if i in current}
         get, make = self._heads.get, self._head
+        peer_names = table.names
         heads = []
         for key, comm in zip(table.keys, table.comms, strict=True):
+            names = (comm, peer_names.get(key.remote_ip or "") if peer_names else None)
             entry = get(id(key))
-            heads.append(entry[2] if entry is not None and entry[1] == comm else make(key, comm)[2])
+            heads.append(entry[2] if entry is not None and entry[1] == names else make(key, names))
         ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
@@ -251,7 +255,15 @@ def _flow(f: dict[str, Any]) -> FlowStat:
         rate_bps=_num(f, "rate_bps", MAX_RATE_BPS),
         anomaly=_bool(f, "anomaly"),
         kernel=_bool(f, "kernel", default=False),
+        remote_name=_optional_str(f, "remote_name") if remote_ip is not None else None,
     )
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> str | None:
+    """A string field that may be null or missing (older recordings)."""
+    if obj.get(name) is None:
+        return None
+    return _str(obj, name)
 
 
 def _process(p: dict[str, Any]) -> ProcessStat:

@@ -286,6 +286,7 @@ class FlowStat:
     rate_bps: float  # smoothed sent+received bytes/s
     anomaly: bool
     kernel: bool = False
+    remote_name: str | None = None  # the peer's host name, when known
 
 
 class FlowTable(Sequence[FlowStat]):
@@ -301,6 +302,7 @@ class FlowTable(Sequence[FlowStat]):
         anomaly: np.ndarray,
         kernel: np.ndarray,
         tie_rank: np.ndarray | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -308,6 +310,7 @@ class FlowTable(Sequence[FlowStat]):
         self.rate_bps = rate_bps  # float64
         self.anomaly = anomaly  # bool
         self.kernel = kernel  # bool
+        self.names: Mapping[str, str] = {} if names is None else names  # peer address -> name
         self._tie_rank = tie_rank
         self._pid: np.ndarray | None = None
         self._stats: dict[int, FlowStat] = {}
@@ -324,7 +327,14 @@ class FlowTable(Sequence[FlowStat]):
             rate_bps=np.array([f.rate_bps for f in stats], dtype=np.float64),
             anomaly=np.array([f.anomaly for f in stats], dtype=bool),
             kernel=np.array([f.kernel for f in stats], dtype=bool),
-        )
+            names={f.key.remote_ip: f.remote_name for f in stats
+                   if f.remote_name is not None and f.key.remote_ip is not None},
+        )  # fmt: skip
+
+    def with_names(self, names: Mapping[str, str]) -> FlowTable:
+        """The same rows (sharing the columns), with these peer names."""
+        return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, self.anomaly,
+                         self.kernel, self._tie_rank, names)  # fmt: skip
 
     @property
     def pid(self) -> np.ndarray:
@@ -351,6 +361,7 @@ class FlowTable(Sequence[FlowStat]):
             anomaly=self.anomaly[index],
             kernel=self.kernel[index],
             tie_rank=self.tie_rank[index],
+            names=self.names,
         )
 
     def stat(self, row: int) -> FlowStat:
@@ -361,6 +372,7 @@ class FlowTable(Sequence[FlowStat]):
                 key=self.keys[row], comm=self.comms[row], bytes_sent=c[0], bytes_recv=c[1],
                 packets_sent=c[2], packets_recv=c[3], rate_bps=float(self.rate_bps[row]),
                 anomaly=bool(self.anomaly[row]), kernel=bool(self.kernel[row]),
+                remote_name=self.names.get(self.keys[row].remote_ip or "") if self.names else None,
             )  # fmt: skip
         return stat
 
