@@ -102,6 +102,7 @@ class UIState:
     editing: bool = False  # typing a filter in the footer
     draft: str = ""
     help: bool = False
+    numeric: bool = False  # the REMOTE column shows addresses, not host names
     ended: bool = False  # the feed has no more snapshots (end of replay)
     quit: bool = False
 
@@ -246,6 +247,24 @@ def columns_for(mode: Mode) -> tuple[Column[Any], ...]:
     return FLOW_COLUMNS if mode is Mode.FLOWS else PROCESS_COLUMNS
 
 
+def _remote_name(f: FlowStat) -> str:
+    return f.remote_name or f.key.remote_ip or "-"
+
+
+# The REMOTE column with the peer's host name where one is known (sorted by
+# address all the same).
+NAMED_FLOW_COLUMNS: tuple[Column[FlowStat], ...] = tuple(
+    replace(c, text=_remote_name) if c.id is Col.REMOTE else c for c in FLOW_COLUMNS
+)
+
+
+def shown_columns(state: UIState) -> tuple[Column[Any], ...]:
+    """The columns as the table shows them: names or addresses (key n)."""
+    if state.mode is Mode.FLOWS and not state.numeric:
+        return NAMED_FLOW_COLUMNS
+    return columns_for(state.mode)
+
+
 def effective_sort(state: UIState) -> Col:
     """The sort column in force: a flow-only column falls back to RATE in the
     process view (and comes back when switching to flows again)."""
@@ -281,7 +300,8 @@ def _matches(needle: str, haystacks: Sequence[str]) -> bool:
 
 
 def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
-    """Flows whose name, PID, port or IP contains `needle`."""
+    """Flows whose name, PID, port, IP or peer name contains `needle`."""
+    names = table.names
     return np.fromiter(
         (
             _matches(
@@ -291,6 +311,7 @@ def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
                     str(key.pid),
                     str(key.port),
                     (key.remote_ip or "").lower(),
+                    sanitize(names.get(key.remote_ip or "", "")).lower(),
                 ),
             )
             for key, comm in zip(table.keys, table.comms, strict=True)
@@ -521,7 +542,7 @@ class View:
         return self._fit_line(segs, width)
 
     def _table(self, state: UIState, width: int, count: int) -> list[Line]:
-        cols = layout(columns_for(state.mode), width)
+        cols = layout(shown_columns(state), width)
         sort = effective_sort(state)
         titles: list[Segment] = []
         for i, (col, w) in enumerate(cols):
@@ -535,7 +556,7 @@ class View:
                 title, role = col.title, Role.TITLE
             titles.append(Segment(sep + fit(title, w, col.align, self._ellipsis), role))
         lines: list[Line] = [self._pad(titles, width, Role.TITLE)]
-        layout_key = (state.mode, width, self.settings.unicode)
+        layout_key = (state.mode, width, self.settings.unicode, state.numeric)
         if layout_key != self._line_cache_layout:
             self._line_cache = {}
             self._line_cache_layout = layout_key
@@ -638,6 +659,7 @@ HELP_TEXT = (
     "  Esc          clear the filter",
     "  k            show / hide kernel threads",
     "  g            switch between flows and processes",
+    "  n            show the peers' host names / addresses",
     "  h  ?         this help",
 )
 
@@ -699,4 +721,6 @@ def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
         return replace(state, mode=mode, offset=0)
     if key in ("h", "?"):
         return replace(state, help=True)
+    if key == "n":
+        return replace(state, numeric=not state.numeric)
     return state

@@ -32,6 +32,8 @@ class UIConfig(Protocol):
     def threshold_bps(self) -> float: ...
     @property
     def show_kernel(self) -> bool: ...
+    @property
+    def numeric(self) -> bool: ...
 
 
 class SnapshotSink(Protocol):
@@ -178,7 +180,7 @@ def run_ui(
                     threshold_bps=config.threshold_bps,
                     unicode=screen.unicode,
                 )
-                state = UIState(show_kernel=config.show_kernel)
+                state = UIState(show_kernel=config.show_kernel, numeric=config.numeric)
                 run_loop(screen, feed, settings, state, recorder, clock, alerts)
         except (KeyboardInterrupt, SignalExit):
             pass  # the terminal is already restored: a normal, clean exit
