@@ -1,14 +1,15 @@
 """Host names of the peers: reverse lookups that never hold up a refresh.
 
-Lookups (`getnameinfo`, which asks /etc/hosts and the configured resolver)
-run in a few worker threads. `Resolver.request` only queues the addresses
-that have no answer yet and returns at once; answers are picked up at the
-next request, so a name shows one refresh after its answer came. Each
-address is looked up once: then its answer (a name, or none) is kept for a
-while (positive and negative TTLs), and an expired name stays shown until
-the new answer replaces it. The lookups in flight and the answers kept are
-bounded, so a resolver that never answers, or a scan of many peers, costs a
-bounded amount of memory and threads.
+Lookups (the C library's reverse lookup, which asks /etc/hosts and the
+configured resolver, as nsswitch.conf says) run in a few worker threads.
+`Resolver.request` only queues the addresses that have no answer yet and
+returns at once; answers are picked up at the next request, so a name
+shows one refresh after its answer came. Each address is looked up once:
+then its answer (a name, or none) is kept for a while (positive and
+negative TTLs), and an expired name stays shown until the new answer
+replaces it. The lookups in flight and the answers kept are bounded, so a
+resolver that never answers, or a scan of many peers, costs a bounded
+amount of memory and threads.
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ MAX_NAME = 253  # the longest DNS name, in characters
 
 def reverse_lookup(ip: str) -> str | None:
     """The name of `ip` from /etc/hosts or DNS (PTR), or None when it has
-    none or the lookup failed."""
+    none or the lookup failed.
+
+    socket.gethostbyaddr, not socket.getnameinfo: CPython calls
+    getnameinfo(3) without releasing the GIL, so one lookup waiting on a
+    resolver that does not answer would freeze every thread, the table and
+    the capture included. (glibc's getnameinfo with NI_NAMEREQD is
+    gethostbyaddr_r underneath: the same answer.)"""
     try:
-        host, _ = socket.getnameinfo((ip, 0), socket.NI_NAMEREQD)
+        host = socket.gethostbyaddr(ip)[0]
     except (OSError, UnicodeError, ValueError):
         return None
     return host[:MAX_NAME] or None

@@ -218,3 +218,17 @@ def test_replay_checks_remote_name() -> None:
         loads(line.replace('"x.example"', "42"))
     with pytest.raises(SnapshotFormatError, match="remote_name"):
         loads(line.replace('"x.example"', json.dumps("x" * 5000)))
+
+
+def test_numeric_and_headless_service_make_no_lookups() -> None:
+    from netmon.cli import _named
+    from netmon.config import parse_args
+
+    inner = OneSnapshotFeed([])
+    assert _named(inner, parse_args(["-n"])) is inner
+    assert _named(inner, parse_args(["--json", "--numeric"])) is inner
+    assert _named(inner, parse_args(["--serve", "0"])) is inner
+    named = _named(inner, parse_args(["--json"]))
+    assert isinstance(named, NamingFeed)
+    named.close()
+    assert isinstance(_named(inner, parse_args([])), NamingFeed)
