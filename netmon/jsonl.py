@@ -99,16 +99,16 @@ class _FlowText:
     )
 
     def __init__(self) -> None:
-        # id(key) -> (key, (name, peer name), text up to "bytes_sent":). The
+        # id(key) -> (key, name, peer name, text up to "bytes_sent":). The
         # entry holds the key, so no other object can have that id meanwhile.
-        self._heads: dict[int, tuple[FlowKey, tuple[str, str | None], str]] = {}
+        self._heads: dict[int, tuple[FlowKey, str, str | None, str]] = {}
 
-    def _head(self, key: FlowKey, names: tuple[str, str | None]) -> str:
-        fields = {"pid": key.pid, "comm": names[0], "protocol": key.protocol,
-                  "family": key.family, "port": key.port, "remote_ip": key.remote_ip,
-                  "remote_name": names[1], "role": key.role}  # fmt: skip
+    def _head(self, key: FlowKey, comm: str, peer: str | None) -> str:
+        fields = {"pid": key.pid, "comm": comm, "protocol": key.protocol, "family": key.family,
+                  "port": key.port, "remote_ip": key.remote_ip, "remote_name": peer,
+                  "role": key.role}  # fmt: skip
         text = json.dumps(fields, separators=_SEPARATORS)[:-1] + ',"bytes_sent":'
-        self._heads[id(key)] = (key, names, text)
+        self._heads[id(key)] = (key, comm, peer, text)
         return text
 
     def flows(self, table: FlowTable) -> str:
@@ -117,12 +117,15 @@ class _FlowText:
             current = set(map(id, table.keys))
             self._heads = {i: e for i, e in self._heads.items() if i in current}
         get, make = self._heads.get, self._head
-        peer_names = table.names
+        peer_of = table.names.get if table.names else _no_name
         heads = []
         for key, comm in zip(table.keys, table.comms, strict=True):
-            names = (comm, peer_names.get(key.remote_ip or "") if peer_names else None)
+            peer = peer_of(key.remote_ip)  # type: ignore[arg-type]  # None: no name
             entry = get(id(key))
-            heads.append(entry[2] if entry is not None and entry[1] == names else make(key, names))
+            if entry is not None and entry[1] == comm and entry[2] == peer:
+                heads.append(entry[3])
+            else:
+                heads.append(make(key, comm, peer))
         ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
@@ -134,6 +137,10 @@ class _FlowText:
                 counts[:, 3].tolist(), table.rate_bps.tolist(), ends, strict=True,
             )
         ])  # fmt: skip
+
+
+def _no_name(ip: str | None) -> None:
+    return None
 
 
 _FLOW_TEXT = _FlowText()

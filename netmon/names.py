@@ -18,11 +18,10 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from queue import SimpleQueue
-from types import MappingProxyType
 
 from netmon.feed import Feed
 from netmon.model import FlowKey, Snapshot
@@ -89,10 +88,9 @@ class Resolver:
         self._answers: dict[str, _Answer] = {}  # in insertion order: oldest first
         self._in_flight: set[str] = set()
         # Addresses with a fresh answer or a lookup in flight: nothing to do.
-        self._settled: set[str] = set()
+        self._settled: set[str | None] = {None}  # (None: a flow without a peer)
         self._next_expiry = float("inf")
-        self._names: dict[str, str] = {}
-        self._view: Mapping[str, str] = MappingProxyType({})
+        self._names: dict[str, str] = {}  # never changed once handed out
         self._jobs: SimpleQueue[str | None] = SimpleQueue()
         self._shared = _Shared()
         self._threads: list[threading.Thread] = []
@@ -101,27 +99,23 @@ class Resolver:
     def request(self, ips: Iterable[str | None]) -> None:
         """Queue lookups for the addresses without a fresh answer, in the
         given order (the busiest first) as far as there is room in flight.
-        Picks up the answers that came in since the last call."""
+        Picks up the answers that came in since the last call. `ips` is
+        iterated twice when some addresses are new: not an iterator."""
         self._collect()
         now = self._clock()
         if now >= self._next_expiry:
             self._expire(now)
-        ordered = dict.fromkeys(ips)
-        ordered.pop(None, None)
-        todo = ordered.keys() - self._settled
-        if not todo:
+        if self._settled.issuperset(ips):  # the usual case, at C speed
             return
+        ordered = dict.fromkeys(ips)
+        todo = ordered.keys() - self._settled
         room = self.settings.max_in_flight - len(self._in_flight)
         if room <= 0:
             return
-        if len(todo) > room:  # the busiest first
-            picked = [ip for ip in ordered if ip in todo][:room]
-        else:
-            picked = [ip for ip in ordered if ip in todo]
+        picked = [ip for ip in ordered if ip in todo and ip is not None][:room]  # busiest first
         with self._shared.lock:
             self._shared.busy += len(picked)
         for ip in picked:
-            assert ip is not None
             self._in_flight.add(ip)
             self._settled.add(ip)
             self._jobs.put(ip)
@@ -132,7 +126,7 @@ class Resolver:
         """Address -> name for every address with a known name. The mapping
         handed out never changes afterwards (a new one is made when answers
         come in)."""
-        return self._view
+        return self._names
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no lookup is queued or running (True), or `timeout`
@@ -185,7 +179,6 @@ class Resolver:
             names.pop(oldest, None)
             self._settled.discard(oldest)
         self._names = names
-        self._view = MappingProxyType(names)
 
     def _expire(self, now: float) -> None:
         """Expired answers become due for a new lookup (the name stays
@@ -218,9 +211,18 @@ def _work(jobs: SimpleQueue[str | None], lookup: Lookup, shared: _Shared) -> Non
 _remote_ip = attrgetter("remote_ip")
 
 
-def remote_ips(keys: Sequence[FlowKey]) -> Iterable[str | None]:
-    """The flows' peers, in the flows' order."""
-    return map(_remote_ip, keys)
+class Peers(Iterable["str | None"]):
+    """The flows' peers, in the flows' order (as often as iterated)."""
+
+    def __init__(self, keys: Sequence[FlowKey]) -> None:
+        self._keys = keys
+
+    def __iter__(self) -> Iterator[str | None]:
+        return map(_remote_ip, self._keys)
+
+
+def remote_ips(keys: Sequence[FlowKey]) -> Peers:
+    return Peers(keys)
 
 
 class NamingFeed:
