@@ -107,12 +107,18 @@ class Resolver:
             self._expire(now)
         if self._settled.issuperset(ips):  # the usual case, at C speed
             return
-        ordered = dict.fromkeys(ips)
-        todo = ordered.keys() - self._settled
         room = self.settings.max_in_flight - len(self._in_flight)
         if room <= 0:
             return
-        picked = [ip for ip in ordered if ip in todo and ip is not None][:room]  # busiest first
+        todo = set(ips)
+        todo -= self._settled
+        picked: list[str] = []
+        for ip in ips:  # in order: the busiest first
+            if ip in todo:
+                todo.discard(ip)
+                picked.append(ip)  # type: ignore[arg-type]  # (None is settled)
+                if len(picked) >= room or not todo:
+                    break
         with self._shared.lock:
             self._shared.busy += len(picked)
         for ip in picked:
