@@ -4,8 +4,11 @@ feed that attaches names to snapshots, and `remote_name` in JSON Lines."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +235,25 @@ def test_numeric_and_headless_service_make_no_lookups() -> None:
     assert isinstance(named, NamingFeed)
     named.close()
     assert isinstance(_named(inner, parse_args([])), NamingFeed)
+
+
+def test_replay_writes_the_recorded_names(tmp_path: Path) -> None:
+    """Names are the recording's: 127.0.0.1 unnamed, then under a name no
+    lookup would give; -n does not drop them from JSON either."""
+
+    def line(ts: float, name: str | None) -> str:
+        stat = FlowStat(key=key(remote_ip="127.0.0.1"), comm="curl", bytes_sent=1,
+                        bytes_recv=2, packets_sent=1, packets_recv=1, rate_bps=0.0,
+                        anomaly=False, remote_name=name)  # fmt: skip
+        return dumps(Snapshot(ts=ts, interval_s=1.0, flows=(stat,), processes=())) + "\n"
+
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text(line(1.0, None) + line(2.0, "recorded.netmon.test"))
+    for extra in ([], ["-n"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "netmon", "--replay", str(recording), "--json",
+             "--speed", "1000", *extra],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        names = [json.loads(x)["flows"][0]["remote_name"] for x in out.splitlines()]
+        assert names == [None, "recorded.netmon.test"]
