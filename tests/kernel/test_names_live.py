@@ -220,7 +220,7 @@ def assert_cadence(timestamps: list[float]) -> None:
     held one up for that long (the bounds are generous for a busy machine)."""
     gaps = [b - a for a, b in pairwise(timestamps)]
     interval = INTERVAL_MS / 1000
-    assert max(gaps) < 10 * interval, gaps
+    assert max(gaps) < 20 * interval, gaps  # 5 s; a stuck lookup waits 30 s
     assert 0.5 * interval < statistics.median(gaps) < 2 * interval, gaps
 
 
