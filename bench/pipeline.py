@@ -13,8 +13,16 @@ gets; curses itself is measured by bench/render.py). Each stage is timed on
 every interval; the report gives the median ms per interval of each stage
 and the totals of the two outputs:
 
-  --json interval  = read + metrics + publish + json
-  table interval   = read + metrics + publish + view + frame
+  --json interval  = read + metrics + publish + names + json
+  table interval   = read + metrics + publish + names + view + frame
+
+`--names on` adds the peers' host names (netmon.names: the resolver's
+per-interval request and the names attached to the snapshot; the lookups
+themselves answer at once from a fake, in the resolver's worker threads,
+and are left to settle before the timed intervals, so every address has its
+answer: the steady state). `--names both` runs the two configurations side
+by side on the same fake kernel, alternating which goes first, and prints
+both with their ratio.
 
 `--json` prints the figures as one JSON object. `--against REV` checks REV
 out in a temporary git worktree and runs its bench/pipeline.py and this one
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import gc
 import json
 import random
@@ -54,11 +63,12 @@ import netmon  # noqa: E402
 from netmon.abi import load_abi  # noqa: E402
 from netmon.jsonl import dumps  # noqa: E402
 from netmon.metrics import MetricsEngine  # noqa: E402
+from netmon.names import Resolver, remote_ips  # noqa: E402
 from netmon.view import UIState, View, ViewSettings  # noqa: E402
 
 MB = 1024 * 1024
 ABI = load_abi()
-STAGES = ("read", "metrics", "publish", "json", "view", "frame")
+STAGES = ("read", "metrics", "publish", "names", "json", "view", "frame")
 NAMES = ["nginx", "postgres", "redis-server", "python3", "java", "node", "envoy", "chrome",
          "dnsmasq", "curl", "sshd", "中文进程"]  # fmt: skip
 
@@ -127,11 +137,11 @@ class FakeTable:
         """A per-CPU array's total for `key` (here: the one value)."""
         return self[key]
 
-    def __iter__(self) -> Iterator[Any]:
-        return (self.Key.from_buffer_copy(k) for k in list(self.data))
-
     def __setitem__(self, key: Any, value: Any) -> None:
         self.data[bytes(key)] = bytes(value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self.Key.from_buffer_copy(k) for k in list(self.data))
 
 
 class FakeKernel:
@@ -257,7 +267,12 @@ class Pipeline:
     """The stages of one interval, each a call into netmon's own code."""
 
     def __init__(
-        self, kernel: FakeKernel, cols: int, rows: int, idle_timeout_s: float = 0.0
+        self,
+        kernel: FakeKernel,
+        cols: int,
+        rows: int,
+        idle_timeout_s: float = 0.0,
+        names: bool = False,
     ) -> None:
         from netmon.sources.live import LiveSource, numpy_dtype
 
@@ -280,6 +295,7 @@ class Pipeline:
         self.view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=10 * MB))
         self.state = UIState()
         self.cols, self.rows = cols, rows
+        self.resolver = Resolver(fake_lookup) if names else None
 
     def _use_cgroups(self, tree: Path) -> None:
         """A directory tree standing in for the cgroup2 mount: 100 services
@@ -309,8 +325,9 @@ class Pipeline:
             return result
 
         sample = stage("read", self.source.read)
-        out["snap"] = snap = stage("metrics", lambda: self.engine.update(sample))
+        snap = stage("metrics", lambda: self.engine.update(sample))
         stage("publish", lambda: self.source.publish_rates(self.engine.rates()))
+        out["snap"] = snap = stage("names", lambda: self.named(snap))
         stage("json", lambda: dumps(snap))
 
         def view() -> None:
@@ -320,31 +337,83 @@ class Pipeline:
         stage("view", view)
         stage("frame", lambda: self.view.frame(self.state, self.cols, self.rows))
         self.flows_shown = len(snap.flows)
+        self.names_shown = len(snap.table.names)
         return times
+
+    def named(self, snap: Any) -> Any:
+        """What netmon.names.NamingFeed does to each snapshot."""
+        if self.resolver is None:
+            return snap
+        table = snap.table
+        self.resolver.request(remote_ips(table.keys))
+        return dataclasses.replace(snap, flows=table.with_names(self.resolver.names()))
+
+    def settled(self) -> bool:
+        """Every address has had its answer (names off: always)."""
+        r = self.resolver
+        return r is None or (r.wait_idle(10.0) and r.lookups >= self.addresses)
+
+    @property
+    def addresses(self) -> int:
+        return len({bytes(k)[-16:] for k in self.kernel.keys})
+
+
+def fake_lookup(ip: str) -> str | None:
+    """Three addresses in four have a name, of a common length."""
+    if sum(map(ord, ip)) % 4 == 0:
+        return None
+    return "host-" + ip.replace(":", "-").replace(".", "-") + ".dc1.example.net"
+
+
+JSON_STAGES = ("read", "metrics", "publish", "names", "json")
+TABLE_STAGES = ("read", "metrics", "publish", "names", "view", "frame")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """One configuration (--names off or on), or both side by side."""
+    configs = {"off": [False], "on": [True], "both": [False, True]}[args.names]
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
-    pipe = Pipeline(kernel, args.cols, args.rows, args.idle_timeout)
-    per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
-    for i in range(args.warmup + args.intervals):
+    pipes = [Pipeline(kernel, args.cols, args.rows, args.idle_timeout, names=n) for n in configs]
+    per_stage: list[dict[str, list[float]]] = [{s: [] for s in STAGES} for _ in pipes]
+    warm = 0
+    while True:  # untimed: the warm-up, and for names, until every answer is in
+        kernel.step(1_000_000_000)
+        for pipe in pipes:
+            pipe.interval()
+        warm += 1
+        if warm >= args.warmup and all(p.settled() for p in pipes):
+            break
+    for i in range(args.intervals):
         kernel.step(1_000_000_000)
         gc.collect()  # the fake kernel's garbage is not netmon's
-        times = pipe.interval()
-        if i >= args.warmup:
+        order = range(len(pipes)) if i % 2 == 0 else reversed(range(len(pipes)))
+        for n in order:
+            times = pipes[n].interval()
             for s in STAGES:
-                per_stage[s].append(times[s])
+                per_stage[n][s].append(times[s])
+    results = [_result(args, pipe, stages) for pipe, stages in zip(pipes, per_stage, strict=True)]
+    if len(results) == 1:
+        return results[0]
+    off, on = results
+    return {**on, "names": "both", "names_off": off["median_ms"], "median_ms": on["median_ms"]}
+
+
+def _result(
+    args: argparse.Namespace, pipe: Pipeline, per_stage: dict[str, list[float]]
+) -> dict[str, Any]:
     totals = {
-        "json interval": [sum(per_stage[s][i] for s in ("read", "metrics", "publish", "json"))
+        "json interval": [sum(per_stage[s][i] for s in JSON_STAGES)
                           for i in range(args.intervals)],
-        "table interval": [sum(per_stage[s][i] for s in ("read", "metrics", "publish", "view",
-                                                           "frame"))
+        "table interval": [sum(per_stage[s][i] for s in TABLE_STAGES)
                            for i in range(args.intervals)],
     }  # fmt: skip
     medians = {name: statistics.median(xs) for name, xs in {**per_stage, **totals}.items()}
     return {
+        "names": "on" if pipe.resolver is not None else "off",
+        "addresses": pipe.addresses,
+        "names_shown": pipe.names_shown,
         "flows": args.flows,
-        "flows_shown": pipe.flows_shown,
+        "flows_shown": pipe.flows_shown,  # of the last interval
         "pids": args.pids,
         "churn": args.churn,
         "idle_timeout_s": args.idle_timeout,
@@ -366,7 +435,7 @@ def held_memory(args: argparse.Namespace) -> float:
     tree = str(Path(netmon.__file__).resolve().parent)
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
     tracemalloc.start(32)
-    pipe = Pipeline(kernel, args.cols, args.rows, args.idle_timeout)
+    pipe = Pipeline(kernel, args.cols, args.rows, args.idle_timeout, names=args.names == "on")
     for _ in range(args.warmup + 3):
         kernel.step(1_000_000_000)
         pipe.interval()
@@ -384,9 +453,19 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result['pids']} pids, {result['intervals']} intervals, screen {result['screen']}, "
           f"Python {result['python']}")  # fmt: skip
     print(f"netmon from {result['netmon']}")
-    print(f"{'stage':16} {'median ms/interval':>20}")
-    for name, ms in result["median_ms"].items():
-        print(f"{name:16} {ms:20.2f}")
+    print(f"distinct peer addresses {result['addresses']}, names shown {result['names_shown']}")
+    if result["names"] == "both":
+        off, on = result["names_off"], result["median_ms"]
+        print("names off and on, side by side, alternating which goes first")
+        print(f"{'stage':16} {'off ms':>10} {'on ms':>10} {'ratio':>8}")
+        for name in on:
+            ratio = on[name] / off[name] if off[name] else float("nan")
+            print(f"{name:16} {off[name]:10.2f} {on[name]:10.2f} {ratio:8.3f}")
+    else:
+        print(f"names {result['names']}")
+        print(f"{'stage':16} {'median ms/interval':>20}")
+        for name, ms in result["median_ms"].items():
+            print(f"{name:16} {ms:20.2f}")
     for name in ("json interval", "table interval"):
         ms = result["median_ms"][name]
         print(f"{name}: {ms:.1f} ms = {ms / 10:.1f}% of a core at a 1 s interval")
@@ -453,6 +532,12 @@ def main() -> int:
         metavar="S",
         help="track idle flows as netmon --idle-timeout does, in seconds (0: off)",
     )
+    ap.add_argument(
+        "--names",
+        choices=("off", "on", "both"),
+        default="off",
+        help="peer host names: off, on, or both side by side (default: off)",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument(
         "--memory",
@@ -470,6 +555,8 @@ def main() -> int:
             rest.append(f"--churn={args.churn}")
         if args.idle_timeout:  # nor --idle-timeout
             rest.append(f"--idle-timeout={args.idle_timeout}")
+        if args.names != "off":  # nor --names
+            rest.append(f"--names={args.names}")
         return against(args, rest)
     result = run(args)
     if args.memory:

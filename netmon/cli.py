@@ -303,6 +303,16 @@ def _shown(feed: Feed, config: Config) -> Feed:
     return PidFilter(feed, config.pids) if config.pids else feed
 
 
+def _named(feed: Feed, config: Config) -> Feed:
+    """The feed with the peers' host names, unless -n (or nothing shows
+    them: --serve without --json)."""
+    if config.numeric or (config.serve is not None and not config.json):
+        return feed
+    from netmon.names import NamingFeed, Resolver
+
+    return NamingFeed(feed, Resolver())
+
+
 def _run_live(
     config: Config,
     source_factory: SourceFactory,
@@ -347,7 +357,7 @@ def _run_live(
             recorder.close()
         raise
     feed = LiveFeed(source, engine, config.interval_s, clock)
-    alerting = service.alerting_feed(_shown(feed, config), config, sinks)
+    alerting = service.alerting_feed(_named(_shown(feed, config), config), config, sinks)
     try:
         for warning in source.warnings + _missing_pids(config.pids):
             print(f"netmon: warning: {warning}", file=sys.stderr)

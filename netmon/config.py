@@ -59,6 +59,7 @@ class Config:
     alerts: tuple[str, ...] = ()  # --alerts: FILE, "syslog" or "journal"
     alert_exec: str | None = None
     alert_exec_timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
+    numeric: bool = False  # -n: no reverse lookups of the peers' names
 
 
 class _Parser(argparse.ArgumentParser):
@@ -283,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "-n",
+        "--numeric",
+        action="store_true",
+        help=(
+            "do not look up the peers' host names (reverse DNS through the configured "
+            "resolver and /etc/hosts): show and write addresses only (default: names "
+            "where known, in the table and as remote_name in JSON)"
+        ),
+    )
+    output.add_argument(
         "--count",
         metavar="N",
         type=_positive_int(),
@@ -471,6 +481,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         user=user,
         alerts=tuple(ns.alerts or ()),
         alert_exec=ns.alert_exec,
+        numeric=ns.numeric,
         alert_exec_timeout_s=(
             DEFAULT_EXEC_TIMEOUT_S if ns.alert_exec_timeout is None else ns.alert_exec_timeout
         ),

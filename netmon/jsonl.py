@@ -40,6 +40,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "family": f.key.family,
                 "port": f.key.port,
                 "remote_ip": f.key.remote_ip,
+                "remote_name": f.remote_name,
                 "role": f.key.role,
                 "cgroup": f.cgroup,
                 "service": f.service,
@@ -105,17 +106,19 @@ class _FlowText:
     )
 
     def __init__(self) -> None:
-        # id(key) -> (key, name, cgroup, text up to "bytes_sent":). The entry
-        # holds the key, so no other object can have that id meanwhile.
-        self._heads: dict[int, tuple[FlowKey, str, Cgroup | None, str]] = {}
+        # id(key) -> (key, name, cgroup, peer name, text up to "bytes_sent":).
+        # The entry holds the key, so no other object can have that id
+        # meanwhile.
+        self._heads: dict[int, tuple[FlowKey, str, Cgroup | None, str | None, str]] = {}
 
-    def _head(self, key: FlowKey, comm: str, cgroup: Cgroup | None) -> str:
+    def _head(self, key: FlowKey, comm: str, cgroup: Cgroup | None, peer: str | None) -> str:
         fields = {"pid": key.pid, "comm": comm, "protocol": key.protocol, "family": key.family,
-                  "port": key.port, "remote_ip": key.remote_ip, "role": key.role,
+                  "port": key.port, "remote_ip": key.remote_ip, "remote_name": peer,
+                  "role": key.role,
                   "cgroup": None if cgroup is None else cgroup.path,
                   "service": None if cgroup is None else cgroup.service}  # fmt: skip
         text = json.dumps(fields, separators=_SEPARATORS)[:-1] + ',"bytes_sent":'
-        self._heads[id(key)] = (key, comm, cgroup, text)
+        self._heads[id(key)] = (key, comm, cgroup, peer, text)
         return text
 
     def flows(self, table: FlowTable) -> str:
@@ -125,14 +128,15 @@ class _FlowText:
             self._heads = {i: e for i, e in self._heads.items() if i in current}
         get, make = self._heads.get, self._head
         cgroups = table.cgroups if table.cgroups is not None else [None] * len(table)
+        peer_of = table.names.get if table.names else _no_name
         heads = []
         for key, comm, cgroup in zip(table.keys, table.comms, cgroups, strict=True):
+            peer = peer_of(key.remote_ip)  # type: ignore[arg-type]  # None: no name
             entry = get(id(key))
-            heads.append(
-                entry[3]
-                if entry is not None and entry[1] == comm and entry[2] is cgroup
-                else make(key, comm, cgroup)
-            )
+            if entry is not None and entry[1] == comm and entry[2] is cgroup and entry[3] == peer:
+                heads.append(entry[4])
+            else:
+                heads.append(make(key, comm, cgroup, peer))
         ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
@@ -144,6 +148,10 @@ class _FlowText:
                 counts[:, 3].tolist(), table.rate_bps.tolist(), ends, strict=True,
             )
         ])  # fmt: skip
+
+
+def _no_name(ip: str | None) -> None:
+    return None
 
 
 _FLOW_TEXT = _FlowText()
@@ -275,6 +283,7 @@ def _flow(f: dict[str, Any]) -> FlowStat:
         kernel=_bool(f, "kernel", default=False),
         cgroup=_opt_str(f, "cgroup"),
         service=_opt_str(f, "service"),
+        remote_name=_opt_str(f, "remote_name") if remote_ip is not None else None,
     )
 
 

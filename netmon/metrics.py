@@ -44,6 +44,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 
 from netmon.closed import ClosedTally
+from netmon.flow_twins import merge_twins, twins
 from netmon.model import (
     Cgroup,
     FlowKey,
@@ -207,6 +208,7 @@ class _FlowLedger(_Ledger):
         self.tie_rank = np.zeros(0, dtype=np.int64)
         self.pid_values = np.zeros(0, dtype=np.int64)  # distinct pids...
         self.pid_index = np.zeros(0, dtype=np.intp)  # ...and each slot's index in them
+        self.twin_of: np.ndarray | None = None  # see rank()
 
     def _added(self, ids: list[Hashable], readings: Readings) -> None:
         assert isinstance(readings, FlowReadings)
@@ -243,6 +245,7 @@ class _FlowLedger(_Ledger):
         starts[1:] = np.array([tie[a] != tie[b] for a, b in pairwise(order)], dtype=bool)
         self.tie_rank = np.empty(len(order), dtype=np.int64)
         self.tie_rank[self.by_order] = np.cumsum(starts)
+        self.twin_of = twins(order, self._order_keys, starts)
         unique = np.unique(self.pid, return_inverse=True)
         self.pid_values, self.pid_index = unique[0], unique[1].reshape(-1)
         self._ranked = True
@@ -387,15 +390,18 @@ class MetricsEngine:
         proc_rate = dict(zip(flows.pid_values.tolist(), sums.tolist(), strict=True))
 
         visible = np.ones(len(flows), dtype=bool) if self.show_kernel else ~flows.kernel
+        totals, shown = flows.totals, visible
+        if flows.twin_of is not None:
+            totals, rate, shown = merge_twins(flows.twin_of, totals, rate, visible)
         # Highest rate first, equal rates in flow_order (a stable sort of
         # the slots taken in flow_order).
-        rows = flows.by_order[visible[flows.by_order]]
+        rows = flows.by_order[shown[flows.by_order]]
         order = rows[np.argsort(-rate[rows], kind="stable")]
         picked = order.tolist()
         table = FlowTable(
             keys=list(map(flows.keys.__getitem__, picked)),
             comms=list(map(flows.comm.__getitem__, picked)),
-            counts=flows.totals[order],
+            counts=totals[order],
             rate_bps=rate[order],
             anomaly=rate[order] > self.threshold_bps,
             kernel=flows.kernel[order],

@@ -317,6 +317,7 @@ class FlowStat:
     kernel: bool = False
     cgroup: str | None = None  # cgroup v2 path; None: unknown
     service: str | None = None  # what that cgroup stands for (netmon.cgroups)
+    remote_name: str | None = None  # the peer's host name, when known
 
 
 class FlowTable(Sequence[FlowStat]):
@@ -333,6 +334,7 @@ class FlowTable(Sequence[FlowStat]):
         kernel: np.ndarray,
         tie_rank: np.ndarray | None = None,
         cgroups: Sequence[Cgroup | None] | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -341,6 +343,7 @@ class FlowTable(Sequence[FlowStat]):
         self.anomaly = anomaly  # bool
         self.kernel = kernel  # bool
         self.cgroups = cgroups  # None: no row has one
+        self.names: Mapping[str, str] = {} if names is None else names  # peer address -> name
         self._tie_rank = tie_rank
         self._pid: np.ndarray | None = None
         self._stats: dict[int, FlowStat] = {}
@@ -358,7 +361,14 @@ class FlowTable(Sequence[FlowStat]):
             anomaly=np.array([f.anomaly for f in stats], dtype=bool),
             kernel=np.array([f.kernel for f in stats], dtype=bool),
             cgroups=_cgroups_of(stats),
-        )
+            names={f.key.remote_ip: f.remote_name for f in stats
+                   if f.remote_name is not None and f.key.remote_ip is not None},
+        )  # fmt: skip
+
+    def with_names(self, names: Mapping[str, str]) -> FlowTable:
+        """The same rows (sharing the columns), with these peer names."""
+        return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, self.anomaly,
+                         self.kernel, self._tie_rank, self.cgroups, names)  # fmt: skip
 
     @property
     def pid(self) -> np.ndarray:
@@ -386,6 +396,7 @@ class FlowTable(Sequence[FlowStat]):
             kernel=self.kernel[index],
             tie_rank=self.tie_rank[index],
             cgroups=None if self.cgroups is None else list(map(self.cgroups.__getitem__, picked)),
+            names=self.names,
         )
 
     def stat(self, row: int) -> FlowStat:
@@ -398,6 +409,7 @@ class FlowTable(Sequence[FlowStat]):
                 packets_sent=c[2], packets_recv=c[3], rate_bps=float(self.rate_bps[row]),
                 anomaly=bool(self.anomaly[row]), kernel=bool(self.kernel[row]),
                 cgroup=None if cg is None else cg.path, service=None if cg is None else cg.service,
+                remote_name=self.names.get(self.keys[row].remote_ip or "") if self.names else None,
             )  # fmt: skip
         return stat
 

@@ -109,6 +109,7 @@ class UIState:
     editing: bool = False  # typing a filter in the footer
     draft: str = ""
     help: bool = False
+    numeric: bool = False  # the REMOTE column shows addresses, not host names
     ended: bool = False  # the feed has no more snapshots (end of replay)
     quit: bool = False
 
@@ -310,6 +311,27 @@ def _columns(state: UIState) -> tuple[Column[Any], ...]:
     return columns_for(state.mode, state.show_service)
 
 
+def _remote_name(f: FlowStat) -> str:
+    return f.remote_name or f.key.remote_ip or "-"
+
+
+# The REMOTE column with the peer's host name where one is known (sorted by
+# address all the same).
+NAMED_FLOW_COLUMNS: tuple[Column[FlowStat], ...] = tuple(
+    replace(c, text=_remote_name) if c.id is Col.REMOTE else c for c in FLOW_COLUMNS
+)
+
+
+def shown_columns(state: UIState) -> tuple[Column[Any], ...]:
+    """The columns as the table shows them: names or addresses (key n),
+    with or without SERVICE (key c)."""
+    if state.mode is Mode.FLOWS and not state.numeric:
+        if state.show_service:
+            return NAMED_FLOW_COLUMNS
+        return tuple(c for c in NAMED_FLOW_COLUMNS if c.id is not Col.SERVICE)
+    return _columns(state)
+
+
 def effective_sort(state: UIState) -> Col:
     """The sort column in force: a column the view does not have falls back
     to RATE (and comes back when switching to a view that has it)."""
@@ -345,8 +367,9 @@ def _matches(needle: str, haystacks: Sequence[str]) -> bool:
 
 
 def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
-    """Flows whose name, PID, port, IP or service contains `needle`."""
+    """Flows whose name, PID, port, IP, peer name or service contains `needle`."""
     cgroups = table.cgroups or [None] * len(table)
+    names = table.names
     return np.fromiter(
         (
             _matches(
@@ -357,6 +380,7 @@ def _filter_mask(table: FlowTable, needle: str) -> np.ndarray:
                     str(key.port),
                     (key.remote_ip or "").lower(),
                     sanitize(cg.service or "").lower() if cg is not None else "",
+                    sanitize(names.get(key.remote_ip or "", "")).lower(),
                 ),
             )
             for key, comm, cg in zip(table.keys, table.comms, cgroups, strict=True)
@@ -646,7 +670,7 @@ class View:
 
     def _table(self, state: UIState, width: int, count: int) -> list[Line]:
         state = self._shown(state)
-        cols = layout(_columns(state), width)
+        cols = layout(shown_columns(state), width)
         sort = effective_sort(state)
         titles: list[Segment] = []
         for i, (col, w) in enumerate(cols):
@@ -660,7 +684,7 @@ class View:
                 title, role = col.title, Role.TITLE
             titles.append(Segment(sep + fit(title, w, col.align, self._ellipsis), role))
         lines: list[Line] = [self._pad(titles, width, Role.TITLE)]
-        layout_key = (state.mode, width, self.settings.unicode, state.show_service)
+        layout_key = (state.mode, width, self.settings.unicode, state.show_service, state.numeric)
         if layout_key != self._line_cache_layout:
             self._line_cache = {}
             self._line_cache_layout = layout_key
@@ -772,6 +796,7 @@ HELP_TEXT = (
     "  c            show / hide the SERVICE column (systemd unit, container, pod)",
     "  g            switch between flows and processes",
     "  G            processes grouped by service, or not",
+    "  n            show the peers' host names / addresses",
     "  h  ?         this help",
 )
 
@@ -838,4 +863,6 @@ def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
         return replace(state, show_service=not state.show_service)
     if key in ("h", "?"):
         return replace(state, help=True)
+    if key == "n":
+        return replace(state, numeric=not state.numeric)
     return state

@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import ipaddress
 import logging
 import os
 import platform
 import subprocess
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from netmon.model import (
     ProcessReadings,
     RawSample,
 )
+from netmon.peers import peer_address
 from netmon.sources.bpf_link import BpfError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
 from netmon.sources.idle import IdleRows
@@ -256,17 +255,6 @@ def _resolve_mode(bcc: Any, probes: str) -> tuple[str, str | None]:
             "UDP sockets): mount it, or use --probes syscalls"
         )
     return probes, None
-
-
-@lru_cache(maxsize=4096)  # peers shared by many flows; each flow is decoded once
-def _format_ip(family: str, raw: bytes) -> str | None:
-    if family == "IPv4":
-        raw = raw[:4]
-    elif family != "IPv6":
-        return None
-    if not any(raw):
-        return None
-    return str(ipaddress.ip_address(raw))
 
 
 def _scalar(value: Any) -> int:
@@ -758,13 +746,15 @@ cgroups=cgroups,
     def _flow_key(self, raw: bytes) -> FlowKey:
         """The FlowKey of a traffic_map key (its bytes)."""
         raw_key = self._traffic.Key.from_buffer_copy(raw)
-        family = self._abi.name("FAMILY", raw_key.family)
+        family, remote_ip = peer_address(
+            self._abi.name("FAMILY", raw_key.family), bytes(raw_key.remote_ip)
+        )
         return FlowKey(
             pid=raw_key.pid,
             protocol=self._abi.name("PROTO", raw_key.protocol),
             family=family,
             port=raw_key.port,
-            remote_ip=_format_ip(family, bytes(raw_key.remote_ip)),
+            remote_ip=remote_ip,
             role=self._abi.name("ROLE", raw_key.role),
         )
 

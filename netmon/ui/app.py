@@ -32,6 +32,8 @@ class UIConfig(Protocol):
     def threshold_bps(self) -> float: ...
     @property
     def show_kernel(self) -> bool: ...
+    @property
+    def numeric(self) -> bool: ...
 
 
 class SnapshotSink(Protocol):
@@ -184,7 +186,7 @@ def run_ui(
                     # A replay's rows carry the recording's flags (netmon.replay_status).
                     recorded_flags=bool(getattr(feed, "recorded_flags", False)),
                 )
-                state = UIState(show_kernel=config.show_kernel)
+                state = UIState(show_kernel=config.show_kernel, numeric=config.numeric)
                 run_loop(screen, feed, settings, state, recorder, clock, alerts)
         except (KeyboardInterrupt, SignalExit):
             pass  # the terminal is already restored: a normal, clean exit

@@ -181,6 +181,7 @@ class Config:
     alpha: float = 0.4
     threshold_bps: float = THRESHOLD
     show_kernel: bool = False
+    numeric: bool = False
 
 
 @dataclass

@@ -63,7 +63,7 @@ def _need_live() -> None:
 def test_live_ui_shows_a_process_sending_known_bytes_then_quits(tmp_path: Path) -> None:
     _need_live()
     recording = tmp_path / "rec.jsonl"
-    argv = netmon_argv("--interval", "250", "--record", str(recording))
+    argv = netmon_argv("--interval", "250", "--numeric", "--record", str(recording))
     with Terminal(argv, 160, 40) as t:
         # The first frame is painted after the probes are attached.
         t.wait_for(

@@ -33,7 +33,7 @@ from .helpers import FakeClock, FakeSource, FakeStop
 CONTRACT_KEYS = {"ts", "interval_s", "flows", "processes", "protocols", "dropped", "closed",
                  "alerts"}
 FLOW_KEYS = {
-    "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
+    "pid", "comm", "protocol", "family", "port", "remote_ip", "remote_name", "role", "bytes_sent",
     "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel", "cgroup",
     "service",
 }  # fmt: skip

@@ -38,7 +38,7 @@ def test_all_options() -> None:
 
 
 def test_short_options() -> None:
-    c = parse_args(["-i", "500", "-a", "0.5", "-t", "1M", "-j", "-n", "2", "-k"])
+    c = parse_args(["-i", "500", "-a", "0.5", "-t", "1M", "-j", "--count", "2", "-k"])
     assert (c.interval_s, c.alpha, c.threshold_bps, c.json, c.count, c.show_kernel) == (
         0.5, 0.5, 1048576.0, True, 2, True,
     )  # fmt: skip

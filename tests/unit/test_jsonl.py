@@ -77,9 +77,9 @@ def test_contract_field_names() -> None:
     assert set(obj) == {"ts", "interval_s", "flows", "processes", "protocols", "dropped",
                         "closed"}
     assert set(obj["flows"][0]) == {
-        "pid", "comm", "protocol", "family", "port", "remote_ip", "role", "bytes_sent",
-        "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel", "cgroup",
-        "service",
+        "pid", "comm", "protocol", "family", "port", "remote_ip", "remote_name", "role",
+        "bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "rate_bps", "anomaly", "kernel",
+        "cgroup", "service",
     }  # fmt: skip
     assert set(obj["processes"][0]) == {
         "pid", "comm", "bytes_sent", "bytes_recv", "rate_bps", "kernel", "cgroup", "service",
