@@ -78,11 +78,11 @@ class Resolver:
 
     def __init__(
         self,
-        lookup: Lookup = reverse_lookup,
+        lookup: Lookup | None = None,  # None: reverse_lookup
         clock: Callable[[], float] = time.monotonic,
         settings: ResolverSettings = ResolverSettings(),
     ) -> None:
-        self._lookup = lookup
+        self._lookup = reverse_lookup if lookup is None else lookup
         self._clock = clock
         self.settings = settings
         self._answers: dict[str, _Answer] = {}  # in insertion order: oldest first

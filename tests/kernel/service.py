@@ -42,7 +42,8 @@ class Netmon:
     def __init__(self, *args: str) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "netmon", *args],
+            # Addresses only: tests never send lookups to the machine's resolver.
+            [sys.executable, "-m", "netmon", "--numeric", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

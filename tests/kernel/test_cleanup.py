@@ -40,7 +40,7 @@ def _programs_of(pid: int) -> set[int]:
 def test_cgroup_programs_go_away_when_netmon_is_killed() -> None:
     types = (_BPF_CGROUP_UDP4_RECVMSG, _BPF_CGROUP_INET_SOCK_CREATE)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "netmon", "--json", "--probes", "socket"],
+        [sys.executable, "-m", "netmon", "--json", "--numeric", "--probes", "socket"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

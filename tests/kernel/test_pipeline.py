@@ -54,7 +54,7 @@ def _tcp_exchange(client_bytes: int, server_bytes: int) -> int:
 
 def test_json_process_reports_exact_bytes_and_final_object_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "netmon", "--json", "--interval", "200"],
+        [sys.executable, "-m", "netmon", "--json", "--numeric", "--interval", "200"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

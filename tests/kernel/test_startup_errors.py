@@ -13,7 +13,7 @@ import pytest
 from netmon.errors import BccMissing, KernelHeadersMissing, PermissionDenied
 
 REPO = Path(__file__).resolve().parents[2]
-NETMON = [sys.executable, "-m", "netmon", "--json", "--count", "1"]
+NETMON = [sys.executable, "-m", "netmon", "--json", "--numeric", "--count", "1"]
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
