@@ -37,6 +37,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
 
 
+def read_chars(pid: int) -> int:
+    """Bytes the process read so far (read(2) and the like: rchar of /proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no rchar in /proc/{pid}/io")
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """Pss, Rss and Private (Private_Clean + Private_Dirty: memory no other
     process shares) from /proc/PID/smaps_rollup, in KiB. PSS splits shared
@@ -100,6 +108,32 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# A resolver where nothing listens: a DNS query is refused at once (the
+# loopback port is closed), never sent off the machine.
+RESOLV_NOWHERE = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+
+
+def private_etc(workdir: Path, hosts: str | None = None) -> list[str]:
+    """An argv prefix: the command runs in a private mount namespace where
+    /etc/hosts is `hosts` (default: the machine's own) and /etc/resolv.conf
+    is RESOLV_NOWHERE. netmon run so still looks names up as it does by
+    default (its peers on 127.0.0.1 are named "localhost" by the hosts file),
+    but the other peers it sees on a shared machine are never asked about to
+    the machine's resolver. unshare and sh exec into the command: its PID is
+    the one the bench started."""
+    if hosts is None:
+        hosts = Path("/etc/hosts").read_text()
+    hosts_file, resolv_file = workdir / "hosts", workdir / "resolv.conf"
+    for path, text in ((hosts_file, hosts), (resolv_file, RESOLV_NOWHERE)):
+        path.write_text(text)
+        path.chmod(0o644)  # readable by a monitor that gave up root (--user)
+    script = (
+        'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(hosts_file), str(resolv_file)]  # fmt: skip
 
 
 def require_root(prog: str) -> None:

@@ -24,7 +24,20 @@ netmon saw the sender's N flows. netmon's kernel flow table (--max-flows,
 machine keeps the monitor from showing all N flows within --flows-timeout,
 the run says so and measures anyway.
 
-Run as root:  .venv/bin/python bench/footprint.py [--rounds R] [--window S] [--json]
+Peers (--peers): by default the N flows go to one address, 127.0.0.1, on N
+ports. With `--peers distinct` they go to N loopback addresses of their own
+(127.1.x.y), so netmon looks up N peer names: its hosts file names 3 in 4 of
+them, the others are misses. Either way netmon runs with names on (its
+default) in a private mount namespace whose /etc/resolv.conf names a
+resolver on 127.0.0.1 where nothing listens (a query is refused at once),
+so no lookup leaves the machine; /etc/hosts there is the machine's own
+(127.0.0.1 is "localhost") or, with distinct peers, one made for the run.
+With distinct peers each netmon run is measured once its lookups are over
+(it stopped reading the hosts file), and the report gives how many of the
+sender's flows had a name in the final JSON object.
+
+Run as root:
+  .venv/bin/python bench/footprint.py [--rounds R] [--window S] [--peers distinct] [--json]
 
 Figures are indicative when other work shares the machine.
 """
@@ -56,6 +69,8 @@ from benchproc import (
     cpu_seconds,
     memory_kib,
     other_monitors,
+    private_etc,
+    read_chars,
     require_root,
     stop_process,
     wait_event,
@@ -63,6 +78,25 @@ from benchproc import (
 
 SENDER_SOURCE = HERE / "udp_flows.c"
 READY_TIMEOUT = 60.0  # launch to first output, generous: BCC compiles the probes at start
+PEER_DOMAIN = "footprint.test"  # names in the generated hosts file (a reserved TLD)
+
+
+def peer_address(i: int) -> str:
+    """The address of flow i with distinct peers (as bench/udp_flows.c binds it)."""
+    return f"127.1.{i // 254}.{i % 254 + 1}"
+
+
+def peer_named(i: int) -> bool:
+    """3 in 4 peers have a name in the hosts file; the others are misses."""
+    return i % 4 != 3
+
+
+def peers_hosts(flows: int) -> str:
+    """The hosts file for distinct peers. glibc reads it line by line at each
+    lookup, so a hit costs a scan to its line and a miss the whole file."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{peer_address(i)}\tpeer-{i}.{PEER_DOMAIN}" for i in range(flows) if peer_named(i)]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -86,11 +120,14 @@ class Measure:
     flows_other: int | None = None  # json: further sender flows (no destination)
     flows_total: int | None = None  # json: all flows in the final object
     dropped: int | None = None  # json: flows evicted from the kernel table
+    peers: int | None = None  # json: distinct remote addresses of the sender's flows
+    named: int | None = None  # json: sender flows with a remote_name
+    names_s: float | None = None  # distinct peers: ready until the lookups were over
 
 
 # ------------------------------------------------------------------ sender
 class Sender:
-    def __init__(self, workdir: Path, flows: int, rate: int) -> None:
+    def __init__(self, workdir: Path, flows: int, rate: int, distinct: bool) -> None:
         gcc = shutil.which("gcc")
         if gcc is None:
             sys.exit("footprint: gcc not found (make install installs it)")
@@ -99,7 +136,9 @@ class Sender:
         self.flows = flows
         self.rate = rate
         self.proc = subprocess.Popen(
-            [str(binary), str(flows), str(rate)], stdout=subprocess.PIPE, text=True
+            [str(binary), str(flows), str(rate), *(["distinct"] if distinct else [])],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self.pid = self.proc.pid
         assert self.proc.stdout is not None
@@ -148,7 +187,7 @@ class ScreenFlows:
 
 
 def netmon_args(args: argparse.Namespace) -> list[str]:
-    argv = [args.netmon]
+    argv = [*args.etc_prefix, args.netmon]
     if args.interval is not None:
         argv += ["--interval", str(args.interval)]
     if args.max_flows is not None:
@@ -160,11 +199,38 @@ def warn(message: str) -> None:
     print(f"footprint: WARNING: {message}", file=sys.stderr)
 
 
+def mine(obj: dict[str, Any], pid: int) -> list[dict[str, Any]]:
+    """The sender's UDP flows in a JSON object."""
+    return [f for f in obj.get("flows", []) if f.get("pid") == pid and f.get("protocol") == "UDP"]
+
+
 def sender_flows(obj: dict[str, Any], pid: int) -> tuple[int, int]:
     """(flows to a destination, other flows) of the sender in a JSON object."""
-    mine = [f for f in obj.get("flows", []) if f.get("pid") == pid and f.get("protocol") == "UDP"]
-    addressed = sum(1 for f in mine if f.get("remote_ip") is not None and f.get("port"))
-    return addressed, len(mine) - addressed
+    flows = mine(obj, pid)
+    addressed = sum(1 for f in flows if f.get("remote_ip") is not None and f.get("port"))
+    return addressed, len(flows) - addressed
+
+
+def lookups_over(pid: int, args: argparse.Namespace) -> float | None:
+    """With distinct peers: wait until netmon's lookups are over, seconds
+    waited (None past --names-timeout: measuring anyway). Every lookup reads
+    the hosts file (a miss all of it), so they are over once netmon reads
+    less than one hosts file's worth in a second."""
+    if args.peers != "distinct":
+        return 0.0
+    started = time.monotonic()
+    before = read_chars(pid)
+    while time.monotonic() - started < args.names_timeout:
+        time.sleep(1.0)
+        now = read_chars(pid)
+        if now - before < args.hosts_bytes:
+            return time.monotonic() - started
+        before = now
+    warn(
+        f"netmon was still reading its hosts file {args.names_timeout:g} s after it showed "
+        "the flows: lookups still running, measuring anyway"
+    )
+    return None
 
 
 def window(pid: int, args: argparse.Namespace) -> Usage:
@@ -204,12 +270,14 @@ def measure_table(args: argparse.Namespace, rnd: int) -> Measure:
                 f"{args.flows_timeout:g} s after its first screen: measuring anyway"
             )
         ready = time.monotonic() - started
+        names_s = lookups_over(mon.pid, args)
         usage = window(mon.pid, args)
         if mon.proc.poll() is not None:
             raise RuntimeError(f"netmon's table exited during the window ({mon.proc.returncode})")
     finally:
         mon.stop()
-    return Measure("table", rnd, usage, ready, full, watch.seen if watch else None)
+    m = Measure("table", rnd, usage, ready, full, watch.seen if watch else None)
+    return dataclasses.replace(m, names_s=names_s)
 
 
 def measure_json(args: argparse.Namespace, rnd: int, sender_pid: int) -> Measure:
@@ -235,6 +303,7 @@ def measure_json(args: argparse.Namespace, rnd: int, sender_pid: int) -> Measure
                 )
                 break
         ready = time.monotonic() - started
+        names_s = lookups_over(mon.pid, args)
         usage = window(mon.pid, args)
         if mon.proc.poll() is not None:
             mon.fail("exited during the window")
@@ -246,6 +315,7 @@ def measure_json(args: argparse.Namespace, rnd: int, sender_pid: int) -> Measure
     if rc != 0 or final is None:
         raise RuntimeError(f"netmon --json exited with {rc}: {mon.stderr_text()}")
     addressed, other = sender_flows(final, sender_pid)
+    flows = mine(final, sender_pid)
     return Measure(
         "json",
         rnd,
@@ -256,6 +326,9 @@ def measure_json(args: argparse.Namespace, rnd: int, sender_pid: int) -> Measure
         other,
         flows_total=len(final.get("flows", [])),
         dropped=final.get("dropped"),
+        peers=len({f.get("remote_ip") for f in flows}),
+        named=sum(1 for f in flows if f.get("remote_name")),
+        names_s=names_s,
     )
 
 
@@ -291,7 +364,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("footprint: nethogs not installed, measuring netmon only", file=sys.stderr)
     measures: list[Measure] = []
     with tempfile.TemporaryDirectory(prefix="netmon-footprint-") as tmp:
-        sender = Sender(Path(tmp), args.flows, args.rate)
+        hosts = peers_hosts(args.flows) if args.peers == "distinct" else None
+        args.etc_prefix = private_etc(Path(tmp), hosts)
+        args.hosts_bytes = len(hosts.encode()) if hosts is not None else 0
+        sender = Sender(Path(tmp), args.flows, args.rate, args.peers == "distinct")
         try:
             for rnd in range(args.rounds):
                 shift = rnd % len(configs)
@@ -341,10 +417,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "flows_other": [m.flows_other for m in ms],
                 "flows_total": [m.flows_total for m in ms],
                 "dropped": [m.dropped for m in ms],
+                "peers": [m.peers for m in ms],
+                "named": [m.named for m in ms],
+                "names_s": [None if m.names_s is None else round(m.names_s, 1) for m in ms],
             }
         )
+    to = "one address, 127.0.0.1" if args.peers == "one" else "as many loopback addresses"
     return {
-        "workload": f"{args.flows} live UDP flows on loopback (bench/udp_flows.c)",
+        "workload": f"{args.flows} live UDP flows on loopback to {to} (bench/udp_flows.c)",
+        "peers_mode": args.peers,
+        "named_want": sum(map(peer_named, range(args.flows))) if args.peers == "distinct" else None,
         "flows": args.flows,
         "rate_target": args.rate,
         "rate_achieved": sent / seconds,
@@ -404,8 +486,15 @@ def print_report(report: dict[str, Any]) -> None:
                 + (f"; plus flows without a destination: {s['flows_other']}" if other else "")
                 + f"\n  all flows: {s['flows_total']}, dropped (evicted): {s['dropped']}"
             )
+            if report["peers_mode"] == "distinct":
+                print(
+                    f"  distinct peers of the sender: {s['peers']}; flows with a name: "
+                    f"{s['named']} (the hosts file names {report['named_want']})"
+                )
         elif s["config"] == "table":
             print(f"flows on the table's status line when ready: {s['flows_seen']}")
+        if report["peers_mode"] == "distinct" and s["config"] != "nethogs":
+            print(f"  {s['config']}: s from ready until the lookups were over: {s['names_s']}")
     short = [s["config"] for s in report["summary"] if not s["all_flows_seen"]]
     if short:
         print(
@@ -465,6 +554,20 @@ def main() -> int:
         help="another netmon executable (e.g. an older build's), measured beside --netmon "
         "in the same rounds as table@against and json@against",
     )
+    parser.add_argument(
+        "--peers",
+        choices=("one", "distinct"),
+        default="one",
+        help="one: every flow to 127.0.0.1 (default); distinct: each flow to a loopback "
+        "address of its own (127.1.x.y), 3 in 4 named by netmon's hosts file",
+    )
+    parser.add_argument(
+        "--names-timeout",
+        type=float,
+        default=120,
+        help="with distinct peers, s after netmon showed the flows to wait for its lookups "
+        "to be over; past it, measure anyway and say so (120)",
+    )
     parser.add_argument("--cols", type=int, default=200, help="pty columns (200)")
     parser.add_argument("--rows", type=int, default=50, help="pty rows (50)")
     parser.add_argument("--netmon", default=DEFAULT_NETMON, help="netmon executable")
@@ -482,6 +585,8 @@ def main() -> int:
         parser.error(f"--configs: unknown {', '.join(sorted(unknown)) or 'empty list'}")
     if args.flows < 1 or args.rate < 1 or args.rounds < 1 or args.window <= 0:
         parser.error("--flows, --rate, --rounds and --window must be positive")
+    if args.peers == "distinct" and args.flows > 254 * 256:
+        parser.error("--peers distinct: at most 65024 flows (127.1.0.1 to 127.1.255.254)")
     require_root("footprint")
     started = time.monotonic()
     report = run(args)

@@ -8,7 +8,12 @@
  * seconds. To a monitor that is N flows of this process: same remote address,
  * N remote ports.
  *
- *   udp_flows N RATE
+ * With "distinct", receiver i is bound on a loopback address of its own
+ * instead (all of 127/8 is loopback on Linux): 127.1.(i / 254).(i % 254 + 1),
+ * so N flows to N remote addresses. bench/footprint.py names them the same
+ * way (peer_address there).
+ *
+ *   udp_flows N RATE [distinct]
  *
  * Prints "ready" once every flow has had its first datagram, then runs until
  * SIGINT or SIGTERM and prints "<datagrams sent> <seconds>" (after "ready").
@@ -18,7 +23,9 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -41,6 +48,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* 127.1.(i / 254).(i % 254 + 1), in host byte order */
+static uint32_t peer_address(long i)
+{
+    return (127u << 24) | (1u << 16) | ((uint32_t)(i / 254) << 8) | (uint32_t)(i % 254 + 1);
+}
+
 static int raise_fd_limit(long need)
 {
     struct rlimit rl;
@@ -56,13 +69,14 @@ static int raise_fd_limit(long need)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s N RATE\n", argv[0]);
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "distinct") == 0)) {
+        fprintf(stderr, "usage: %s N RATE [distinct]\n", argv[0]);
         return 2;
     }
     long n = atol(argv[1]), rate = atol(argv[2]);
-    if (n < 1 || rate < 1) {
-        fprintf(stderr, "N and RATE must be positive\n");
+    int distinct = argc == 4;
+    if (n < 1 || rate < 1 || (distinct && n > 254L * 256)) {
+        fprintf(stderr, "N and RATE must be positive (N at most 65024 with distinct)\n");
         return 2;
     }
     if (raise_fd_limit(n + 16) < 0) {
@@ -79,7 +93,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < n; i++) {
         int rx = socket(AF_INET, SOCK_DGRAM, 0);
         dest[i].sin_family = AF_INET;
-        dest[i].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        dest[i].sin_addr.s_addr = htonl(distinct ? peer_address(i) : INADDR_LOOPBACK);
         socklen_t len = sizeof(dest[i]);
         if (rx < 0 || setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) < 0 ||
             bind(rx, (struct sockaddr *)&dest[i], sizeof(dest[i])) < 0 ||
