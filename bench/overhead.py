@@ -23,7 +23,9 @@ Every configuration is attached by a process of its own, started for the
 round and gone before the next configuration runs, so nothing one leaves
 behind can slow down another. netmon's probes are opened with its
 LiveSource and not polled while the loops run: the pure probe cost
-(`--attach cli` runs `netmon --json` instead, poller included). Each round
+(`--attach cli` runs `netmon --json` instead, poller included, names on, in
+a private mount namespace whose resolver is a closed loopback port: see
+bench/benchproc.py, private_etc). Each round
 runs every configuration in a rotated order, so drift and background load
 hit every configuration alike.
 
@@ -61,6 +63,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+from benchproc import private_etc
 
 HERE = Path(__file__).resolve().parent
 LOOP_SOURCE = HERE / "udp_send_loop.c"
@@ -449,11 +453,11 @@ class HeldProcess:
 class NetmonCli:
     """`netmon --json --probes MODE` as its own process, poller included."""
 
-    def __init__(self, probes: str, netmon: str, interval_ms: int) -> None:
+    def __init__(self, probes: str, netmon: list[str], interval_ms: int) -> None:
         self.mode = probes
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
         self.proc = subprocess.Popen(
-            [netmon, "--json", "--probes", probes, "--interval", str(interval_ms)],
+            [*netmon, "--json", "--probes", probes, "--interval", str(interval_ms)],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
         )
@@ -536,7 +540,7 @@ def attach(config: str, args: argparse.Namespace) -> Attached:
         return Nethogs(args.nethogs_path, shlex.split(args.nethogs_args))
     if config.startswith("netmon") and args.attach == "cli":
         probes = config.split(":", 1)[1] if ":" in config else "auto"
-        return NetmonCli(probes, args.netmon, args.interval)
+        return NetmonCli(probes, [*args.etc_prefix, args.netmon], args.interval)
     return HeldProcess(config)
 
 
@@ -614,6 +618,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="netmon-bench-") as tmp:
         binary = compile_loop(Path(tmp))
+        args.etc_prefix = private_etc(Path(tmp))
         for rnd in range(args.rounds):
             shift = rnd % len(configs)
             for config in configs[shift:] + configs[:shift]:

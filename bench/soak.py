@@ -11,6 +11,11 @@ processes in it. At the end it compares the first and the last few samples:
 over days RSS, CPU and line size must stay flat, not grow with the number of
 processes that came and went.
 
+netmon runs with host names on (its default) in a private mount namespace
+whose /etc/resolv.conf names a closed loopback port (bench/benchproc.py,
+private_etc): the peers of other traffic on the machine are never asked
+about to the machine's resolver.
+
 Run as root:  .venv/bin/python bench/soak.py [--minutes 20] [--json]
 """
 
@@ -24,11 +29,20 @@ import signal
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from benchproc import DEFAULT_NETMON, PipeMonitor, cpu_seconds, memory_kib, require_root
+from benchproc import (
+    DEFAULT_NETMON,
+    PipeMonitor,
+    cpu_seconds,
+    memory_kib,
+    private_etc,
+    require_root,
+)
 
 SINK_PORTS = 1000  # destination ports of the short-lived processes
 
@@ -90,7 +104,7 @@ def sample(mon: PipeMonitor, cpu_before: float, seconds: float) -> dict[str, Any
 def run(args: argparse.Namespace) -> dict[str, Any]:
     stop = threading.Event()
     ports = list(range(30000, 30000 + SINK_PORTS))
-    mon = PipeMonitor([args.netmon, "--json"])
+    mon = PipeMonitor([*args.etc_prefix, args.netmon, "--json"])
     samples: list[dict[str, Any]] = []
     threads: list[threading.Thread] = []
     try:
@@ -148,7 +162,9 @@ def main() -> int:
     args = parser.parse_args()
     require_root("soak")
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    report = run(args)
+    with tempfile.TemporaryDirectory(prefix="netmon-soak-") as tmp:
+        args.etc_prefix = private_etc(Path(tmp))
+        report = run(args)
     report["summary"] = summary(report)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -20,6 +20,11 @@ the TCP bytes of the client and server pids in netmon's JSON objects
 against iperf3's own counts (netmon also counts iperf3's control connection,
 a few hundred bytes).
 
+netmon runs with host names on (its default) in a private mount namespace
+whose /etc/resolv.conf names a closed loopback port (bench/benchproc.py,
+private_etc): the peers of other traffic on the machine are never asked
+about to the machine's resolver.
+
 Run as root:  .venv/bin/python bench/stream.py [--rounds R] [-t SECONDS] [--json]
 
 Figures are indicative when other work shares the machine.
@@ -36,8 +41,10 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from benchproc import (
@@ -45,6 +52,7 @@ from benchproc import (
     PipeMonitor,
     free_tcp_port,
     other_monitors,
+    private_etc,
     require_root,
     stop_process,
     wait_event,
@@ -132,7 +140,7 @@ _COUNTED: dict[int, _TcpTotals] = {}  # netmon's pid -> what it counted
 def attach(args: argparse.Namespace, config: str) -> PipeMonitor | None:
     if config == "netmon":
         totals = _TcpTotals()
-        mon = PipeMonitor([args.netmon, "--json"], on_line=totals.take)
+        mon = PipeMonitor([*args.etc_prefix, args.netmon, "--json"], on_line=totals.take)
         _COUNTED[mon.pid] = totals
         mon.wait_first_line(READY_TIMEOUT, "first JSON object")
         return mon
@@ -313,7 +321,9 @@ def main() -> int:
         sys.exit("stream: iperf3 not found (make install installs it)")
     require_root("stream")
     started = time.monotonic()
-    report = run(args)
+    with tempfile.TemporaryDirectory(prefix="netmon-stream-") as tmp:
+        args.etc_prefix = private_etc(Path(tmp))
+        report = run(args)
     report["duration_s"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(report, indent=2))
