@@ -215,13 +215,16 @@ def lookups_over(pid: int, args: argparse.Namespace) -> float | None:
     """With distinct peers: wait until netmon's lookups are over, seconds
     waited (None past --names-timeout: measuring anyway). Every lookup reads
     the hosts file (a miss all of it), so they are over once netmon reads
-    less than one hosts file's worth in a second."""
+    less than one hosts file's worth over two refreshes (lookups are queued
+    at refreshes, at most 256 at a time, so a shorter period could fall
+    between two batches)."""
     if args.peers != "distinct":
         return 0.0
+    period = 2 * (args.interval or 1000) / 1000
     started = time.monotonic()
     before = read_chars(pid)
     while time.monotonic() - started < args.names_timeout:
-        time.sleep(1.0)
+        time.sleep(period)
         now = read_chars(pid)
         if now - before < args.hosts_bytes:
             return time.monotonic() - started
