@@ -47,6 +47,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "rate_bps": f.rate_bps,
                 "anomaly": f.anomaly,
                 "kernel": f.kernel,
+                **({"detectors": list(f.detectors)} if f.detectors else {}),
             }
             for f in snap.flows
         ],
@@ -120,6 +121,11 @@ class _FlowText:
             entry = get(id(key))
             heads.append(entry[2] if entry is not None and entry[1] == comm else make(key, comm)[2])
         ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
+        if table.marks:
+            for row in np.flatnonzero(table.anomaly).tolist():
+                names = table.stat(row).detectors
+                if names:
+                    ends[row] = f'{ends[row][:-1]},"detectors":{json.dumps(list(names))}}}'
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
         return ",".join([

@@ -15,7 +15,7 @@ Snapshot built from plain records converts them to columns once.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar, overload
 
@@ -286,6 +286,12 @@ class FlowStat:
     rate_bps: float  # smoothed sent+received bytes/s
     anomaly: bool
     kernel: bool = False
+    detectors: tuple[str, ...] = ()  # the detectors whose alerts flag it now
+    reason: str = ""  # their short tags, e.g. "> 8.1x usual"
+
+
+# A flagged flow's (detector, tag) pairs.
+Marks = Mapping["FlowKey", Sequence[tuple[str, str]]]
 
 
 class FlowTable(Sequence[FlowStat]):
@@ -301,6 +307,7 @@ class FlowTable(Sequence[FlowStat]):
         anomaly: np.ndarray,
         kernel: np.ndarray,
         tie_rank: np.ndarray | None = None,
+        marks: Marks | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -309,6 +316,7 @@ class FlowTable(Sequence[FlowStat]):
         self.anomaly = anomaly  # bool
         self.kernel = kernel  # bool
         self._tie_rank = tie_rank
+        self.marks: Marks = marks or {}  # flagged flows by the alert path
         self._pid: np.ndarray | None = None
         self._stats: dict[int, FlowStat] = {}
 
@@ -351,6 +359,7 @@ class FlowTable(Sequence[FlowStat]):
             anomaly=self.anomaly[index],
             kernel=self.kernel[index],
             tie_rank=self.tie_rank[index],
+            marks=self.marks,
         )
 
     def stat(self, row: int) -> FlowStat:
@@ -362,6 +371,12 @@ class FlowTable(Sequence[FlowStat]):
                 packets_sent=c[2], packets_recv=c[3], rate_bps=float(self.rate_bps[row]),
                 anomaly=bool(self.anomaly[row]), kernel=bool(self.kernel[row]),
             )  # fmt: skip
+            marks = self.marks.get(stat.key)
+            if marks:
+                stat = self._stats[row] = replace(
+                    stat, detectors=tuple(dict.fromkeys(d for d, _ in marks)),
+                    reason=", ".join(t for _, t in marks if t),
+                )  # fmt: skip
         return stat
 
     def __len__(self) -> int:

@@ -177,6 +177,8 @@ def run_ui(
                     alpha=config.alpha,
                     threshold_bps=config.threshold_bps,
                     unicode=screen.unicode,
+                    note="detectors re-run" if getattr(config, "replay", None) else "",
+                    detectors=tuple(getattr(config, "detectors", ())),
                 )
                 state = UIState(show_kernel=config.show_kernel)
                 run_loop(screen, feed, settings, state, recorder, clock, alerts)

@@ -1,0 +1,125 @@
+"""The detectors in netmon: --detectors, marked flows, JSON, the table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from netmon.alerts.choice import make_detectors
+from netmon.alerts.fanout import FanoutSettings
+from netmon.alerts.feed import AlertingFeed
+from netmon.alerts.manager import AlertManager
+from netmon.config import parse_args
+from netmon.jsonl import dumps, snapshot_to_dict
+from netmon.model import Snapshot
+from netmon.view import UIState, View, ViewSettings, apply_key
+from tests.ui.builders import flow, snapshot
+
+MB = 1024 * 1024
+
+
+class ListFeed:
+    def __init__(self, snaps: Sequence[Snapshot]) -> None:
+        self._snaps = list(snaps)
+
+    def next_due(self) -> float | None:
+        return 0.0 if self._snaps else None
+
+    def poll(self, now: float) -> Snapshot | None:
+        return self._snaps.pop(0) if self._snaps else None
+
+    def close(self) -> None:
+        pass
+
+
+def scan_series() -> list[Snapshot]:
+    """An elephant flow above 10 MB/s, and a port scan growing 5 ports a snapshot."""
+    out, ports = [], []
+    for t in range(4):
+        ports += [flow(9, "nmap", rate=10.0, port=1 + 5 * t + i, remote_ip="192.0.2.9")
+                  for i in range(5)]  # fmt: skip
+        out.append(snapshot([flow(1, "big", rate=20 * MB), *ports], ts=1000.0 + t))
+    return out
+
+
+def play(names: Sequence[str]) -> tuple[AlertingFeed, list[Snapshot]]:
+    detectors = make_detectors(names, 10 * MB, fanout=FanoutSettings(ports=10))
+    feed = AlertingFeed(ListFeed(scan_series()), AlertManager(detectors))
+    shown = []
+    while (snap := feed.poll(0.0)) is not None:
+        shown.append(snap)
+    return feed, shown
+
+
+def flagged(snap: Snapshot) -> dict[int, tuple[str, ...]]:
+    """port -> detectors, for the flagged flows."""
+    return {f.key.port: f.detectors for f in snap.flows if f.anomaly}
+
+
+def test_flows_are_marked_by_every_firing_detector() -> None:
+    feed, shown = play(["threshold", "fanout"])
+    last = shown[-1]
+    marks = flagged(last)
+    assert marks[443] == ("threshold",)
+    assert len(marks) == 21 and all(marks[p] == ("fanout",) for p in range(1, 21))
+    reasons = {f.reason for f in last.flows if f.key.pid == 9}
+    assert reasons == {"scan 20 ports"}
+    footer = feed.footer()
+    assert footer.by_detector == (("threshold", 1), ("fanout", 1))
+    assert [line.split()[1:3] for line in footer.log] == [["firing", "fanout"],
+                                                          ["firing", "threshold"]]  # fmt: skip
+    # The JSON: anomaly as before, with the detectors' names added.
+    obj = json.loads(dumps(last))
+    assert obj == json.loads(json.dumps(snapshot_to_dict(last)))
+    by_port = {f["port"]: f for f in obj["flows"]}
+    assert by_port[443]["detectors"] == ["threshold"] and by_port[443]["anomaly"] is True
+    assert by_port[5]["detectors"] == ["fanout"]
+    # Before the scan fired, its flows were not flagged.
+    assert all(not f.anomaly for f in shown[0].flows if f.key.pid == 9)
+    assert "detectors" not in json.loads(dumps(shown[0]))["flows"][1]
+
+
+def test_without_threshold_a_fast_flow_is_not_flagged() -> None:
+    _, shown = play(["fanout"])
+    assert 443 not in flagged(shown[-1])
+    _, shown = play([])
+    assert flagged(shown[-1]) == {}
+
+
+def test_table_shows_the_reason_footer_counts_and_alert_log() -> None:
+    feed, shown = play(["threshold", "fanout"])
+    view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=10 * MB,
+                             detectors=("threshold", "fanout")))  # fmt: skip
+    view.set_snapshot(shown[-1])
+    view.set_alerts(feed.footer())
+    frame = view.frame(UIState(), 160, 40)
+    text = ["".join(s.text for s in line) for line in frame.lines]
+    assert "ALERT" in text[2]
+    assert any("scan 20 ports" in t for t in text)
+    assert any("> 10.0 MB/s" in t for t in text)
+    assert text[-1].startswith("⚠️ ALERT: 2 flows (1 threshold, 1 scan)")
+    state = apply_key(UIState(), "a", 0, 10)
+    log = ["".join(s.text for s in line) for line in view.frame(state, 160, 40).lines]
+    assert log[2].startswith("Alert log")
+    assert "firing   fanout    nmap (9) 192.0.2.9" in log[3]
+    assert apply_key(state, "x", 0, 10).log is False
+    state = apply_key(UIState(), "h", 0, 10)
+    help_text = "\n".join(
+        "".join(s.text for s in line) for line in view.frame(state, 160, 40).lines
+    )
+    assert "* fanout" in help_text and "  new-peer" in help_text
+
+
+def test_detector_options() -> None:
+    config = parse_args(["--detectors", "baseline,new-peer", "--baseline-z", "5",
+                         "--baseline-floor", "1M", "--fanout-ports", "20",
+                         "--new-peer-learn", "60"])  # fmt: skip
+    assert config.detectors == ("baseline", "new-peer")
+    assert (config.baseline.z, config.baseline.floor_bps) == (5.0, 1024 * 1024)
+    assert config.fanout.ports == 20
+    assert config.new_peer.learn_s == 60.0
+    assert parse_args([]).detectors == ("threshold", "baseline", "fanout")
+    with pytest.raises(SystemExit):
+        parse_args(["--detectors", "nope"])
