@@ -13,8 +13,11 @@ gets; curses itself is measured by bench/render.py). Each stage is timed on
 every interval; the report gives the median ms per interval of each stage
 and the totals of the two outputs:
 
-  --json interval  = read + metrics + publish + json
-  table interval   = read + metrics + publish + view + frame
+  --json interval  = read + metrics + publish + detect + json
+  table interval   = read + metrics + publish + detect + view + frame
+
+`detect` is the alert path: the detectors of `--detectors` (netmon's
+default set unless given) and the marking of the flows they flag.
 
 `--json` prints the figures as one JSON object. `--against REV` checks REV
 out in a temporary git worktree and runs its bench/pipeline.py and this one
@@ -48,13 +51,17 @@ import numpy as np  # noqa: E402
 
 import netmon  # noqa: E402
 from netmon.abi import load_abi  # noqa: E402
+from netmon.alerts.choice import DEFAULT_DETECTORS, make_detectors, parse_detectors  # noqa: E402
+from netmon.alerts.feed import mark_flows  # noqa: E402
+from netmon.alerts.manager import AlertManager  # noqa: E402
+from netmon.export.snapshot_view import SnapshotView  # noqa: E402
 from netmon.jsonl import dumps  # noqa: E402
 from netmon.metrics import MetricsEngine  # noqa: E402
 from netmon.view import UIState, View, ViewSettings  # noqa: E402
 
 MB = 1024 * 1024
 ABI = load_abi()
-STAGES = ("read", "metrics", "publish", "json", "view", "frame")
+STAGES = ("read", "metrics", "publish", "detect", "json", "view", "frame")
 NAMES = ["nginx", "postgres", "redis-server", "python3", "java", "node", "envoy", "chrome",
          "dnsmasq", "curl", "sshd", "中文进程"]  # fmt: skip
 
@@ -231,7 +238,7 @@ class FakeKernel:
     def bpf(self) -> dict[str, FakeTable]:
         return {"traffic_map": self.traffic, "pid_stats": self.pid_stats,
                 "protocol_totals": self.protocol_totals, "anomaly_map": self.anomaly,
-                "counters": self.counters}  # fmt: skip
+                "counters": self.counters, "exited_pids": {}}  # fmt: skip
 
 
 # -- netmon's per-interval path --------------------------------------------
@@ -240,7 +247,8 @@ class FakeKernel:
 class Pipeline:
     """The stages of one interval, each a call into netmon's own code."""
 
-    def __init__(self, kernel: FakeKernel, cols: int, rows: int) -> None:
+    def __init__(self, kernel: FakeKernel, cols: int, rows: int,
+                 detectors: tuple[str, ...] = DEFAULT_DETECTORS) -> None:  # fmt: skip
         from netmon.sources.live import LiveSource, numpy_dtype
 
         class BenchSource(LiveSource):
@@ -258,6 +266,7 @@ class Pipeline:
         self.view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=10 * MB))
         self.state = UIState()
         self.cols, self.rows = cols, rows
+        self.alerts = AlertManager(make_detectors(detectors, 10 * MB))
 
     def interval(self) -> dict[str, float]:
         """One interval; ms per stage."""
@@ -273,6 +282,12 @@ class Pipeline:
         sample = stage("read", self.source.read)
         out["snap"] = snap = stage("metrics", lambda: self.engine.update(sample))
         stage("publish", lambda: self.source.publish_rates(self.engine.rates()))
+
+        def detect() -> Any:
+            self.alerts.update(SnapshotView(snap))
+            return mark_flows(snap, self.alerts)
+
+        out["snap"] = snap = stage("detect", detect)
         stage("json", lambda: dumps(snap))
 
         def view() -> None:
@@ -287,7 +302,7 @@ class Pipeline:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
-    pipe = Pipeline(kernel, args.cols, args.rows)
+    pipe = Pipeline(kernel, args.cols, args.rows, args.detectors)
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
     for i in range(args.warmup + args.intervals):
         kernel.step(1_000_000_000)
@@ -297,10 +312,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for s in STAGES:
                 per_stage[s].append(times[s])
     totals = {
-        "json interval": [sum(per_stage[s][i] for s in ("read", "metrics", "publish", "json"))
+        "json interval": [sum(per_stage[s][i] for s in ("read", "metrics", "publish", "detect",
+                                                          "json"))
                           for i in range(args.intervals)],
-        "table interval": [sum(per_stage[s][i] for s in ("read", "metrics", "publish", "view",
-                                                           "frame"))
+        "table interval": [sum(per_stage[s][i] for s in ("read", "metrics", "publish", "detect",
+                                                           "view", "frame"))
                            for i in range(args.intervals)],
     }  # fmt: skip
     medians = {name: statistics.median(xs) for name, xs in {**per_stage, **totals}.items()}
@@ -308,6 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "flows": args.flows,
         "flows_shown": pipe.flows_shown,
         "pids": args.pids,
+        "detectors": ",".join(args.detectors) or "none",
         "churn": args.churn,
         "intervals": args.intervals,
         "screen": f"{args.cols}x{args.rows}",
@@ -327,7 +344,7 @@ def held_memory(args: argparse.Namespace) -> float:
     tree = str(Path(netmon.__file__).resolve().parent)
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
     tracemalloc.start(32)
-    pipe = Pipeline(kernel, args.cols, args.rows)
+    pipe = Pipeline(kernel, args.cols, args.rows, args.detectors)
     for _ in range(args.warmup + 3):
         kernel.step(1_000_000_000)
         pipe.interval()
@@ -342,6 +359,7 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"netmon pipeline bench: {result['flows']} flows ({result['flows_shown']} shown, "
           f"{result.get('churn', 0) * 100:g}% replaced per interval), "
           f"{result['pids']} pids, {result['intervals']} intervals, screen {result['screen']}, "
+          f"detectors {result.get('detectors', '-')}, "
           f"Python {result['python']}")  # fmt: skip
     print(f"netmon from {result['netmon']}")
     print(f"{'stage':16} {'median ms/interval':>20}")
@@ -400,6 +418,8 @@ def main() -> int:
     ap.add_argument("--cols", type=int, default=200)
     ap.add_argument("--rows", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--detectors", type=parse_detectors, default=DEFAULT_DETECTORS,
+                    help="detectors to run: a list, all or none (default: netmon's)")  # fmt: skip
     ap.add_argument(
         "--churn",
         type=float,

@@ -26,7 +26,7 @@ forgotten, and at most `max_keys` are kept (the least recently seen go).
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Set
+from collections.abc import Hashable, Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,13 +65,17 @@ class ProcessKey:
 class _Store:
     """Per-key columns: row i belongs to `keys[i]` (None: a free row)."""
 
-    FIELDS = ("used", "mu", "var", "age", "streak", "seen", "peak", "alert_peak")
+    FIELDS = ("used", "pid", "mu", "var", "age", "streak", "seen", "peak", "alert_peak")
 
     def __init__(self) -> None:
         self.index: dict[Hashable, int] = {}
-        self.keys: list[Hashable | None] = []
+        self.keys: list[Hashable | None] = []  # holds the key objects (see rows)
+        self._ids = np.zeros(0, dtype=np.int64)  # id() of each held key object, sorted
+        self._id_rows = np.zeros(0, dtype=np.int64)
+        self._ids_stale = False
         self.free: list[int] = []
         self.used = np.zeros(0, dtype=bool)
+        self.pid = np.zeros(0, dtype=np.int64)  # a flow's pid (-1 for a process key)
         self.mu = np.zeros(0)
         self.var = np.zeros(0)
         self.age = np.zeros(0)  # seconds watched
@@ -83,11 +87,37 @@ class _Store:
     def __len__(self) -> int:
         return len(self.index)
 
-    def rows(self, keys: list[Hashable]) -> np.ndarray:
-        get = self.index.get
-        rows = np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
-        for i in np.flatnonzero(rows < 0).tolist():
-            rows[i] = self._add(keys[i])
+    def rows(self, keys: Sequence[Hashable]) -> np.ndarray:
+        """The row of each key, added if new.
+
+        The live source hands the same key object for a flow from one
+        snapshot to the next, so rows are found by the objects' ids first
+        (vectorised; an id is only trusted for an object held in `keys`, so
+        it cannot have been reused) and by value for the rest."""
+        ids = np.fromiter(map(id, keys), np.int64, len(keys))
+        if self._ids_stale:
+            held = np.flatnonzero(self.used)
+            self._ids = np.fromiter((id(self.keys[r]) for r in held.tolist()), np.int64, len(held))
+            order = np.argsort(self._ids)
+            self._ids, self._id_rows = self._ids[order], held[order]
+            self._ids_stale = False
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        if len(self._ids):
+            order = np.argsort(ids)  # sorted needles: a cache-friendly search
+            pos = np.minimum(np.searchsorted(self._ids, ids[order]), len(self._ids) - 1)
+            hit = self._ids[pos] == ids[order]
+            rows[order[hit]] = self._id_rows[pos[hit]]
+        missed = np.flatnonzero(rows < 0).tolist()
+        for i in missed:
+            key = keys[i]
+            row = self.index.get(key)
+            if row is None:
+                row = self._add(key)
+            else:
+                self.keys[row] = key  # an equal key object: hold the new one
+            rows[i] = row
+        if missed:
+            self._ids_stale = True
         return rows
 
     def _add(self, key: Hashable) -> int:
@@ -105,6 +135,7 @@ class _Store:
         for name in self.FIELDS:
             getattr(self, name)[row] = 0
         self.used[row] = True
+        self.pid[row] = key.pid if isinstance(key, FlowKey) else -1
         self.keys[row] = key
         self.index[key] = row
         return row
@@ -117,6 +148,7 @@ class _Store:
                 self.keys[row] = None
                 self.used[row] = False
                 self.free.append(row)
+                self._ids_stale = True
 
 
 class BaselineDetector:
@@ -127,6 +159,7 @@ class BaselineDetector:
         self.settings = settings or BaselineSettings()
         self._store = _Store()
         self._was_firing: set[Hashable] = set()
+        self._process_keys: dict[str, ProcessKey] = {}
 
     def __len__(self) -> int:
         """Keys held now."""
@@ -135,24 +168,46 @@ class BaselineDetector:
     def detect(self, view: SnapshotView, firing: Set[Hashable]) -> list[Finding]:
         s = self.settings
         cols = view.flow_columns()
-        rates = view.flow_rates()
-        user = ~view.flow_kernel()
-        flow_keys = [k for k, u in zip(cols.keys, user.tolist(), strict=True) if u]
-        flow_comms = [c for c, u in zip(cols.comms, user.tolist(), strict=True) if u]
-        flow_rates = rates[user]
-        # Per process name: the sum of its flows' rates.
-        names = [process_name(c) for c in flow_comms]
-        by_name: dict[str, int] = {}
-        name_row = np.fromiter((by_name.setdefault(n, len(by_name)) for n in names), np.int64,
-                               len(names))  # fmt: skip
-        name_rates = np.bincount(name_row, weights=flow_rates, minlength=len(by_name))
-        proc_keys: list[Hashable] = [ProcessKey(n) for n in by_name]
-        keys: list[Hashable] = [*flow_keys, *proc_keys]
-        x = np.concatenate([flow_rates, name_rates])
-
+        flow_keys: Sequence[FlowKey] = cols.keys
+        flow_comms: Sequence[str] = cols.comms
+        flow_rates = view.flow_rates()
+        kernel = view.flow_kernel()
+        if kernel.any():  # kernel threads have no normal of their own
+            user = np.flatnonzero(~kernel)
+            flow_keys = [flow_keys[i] for i in user.tolist()]
+            flow_comms = [flow_comms[i] for i in user.tolist()]
+            flow_rates = flow_rates[user]
         store = self._store
-        rows = store.rows(keys)
-        firing_now = np.fromiter((k in firing for k in keys), bool, len(keys))
+        flow_rows = store.rows(flow_keys)
+        pids = store.pid[flow_rows]
+        # Per process name: the sum of its flows' rates, found through the
+        # flows' pids (vectorised) and each process's name.
+        by_name: dict[str, int] = {}
+        procs = [p for p in view.processes() if not p.kernel]
+        proc_pids = np.fromiter((p.pid for p in procs), np.int64, len(procs))
+        proc_name = np.fromiter(
+            (by_name.setdefault(process_name(p.comm), len(by_name)) for p in procs),
+            np.int64,
+            len(procs),
+        )
+        order = np.argsort(proc_pids)
+        proc_pids, proc_name = proc_pids[order], proc_name[order]
+        name_row = np.full(len(pids), -1, dtype=np.int64)
+        if len(proc_pids):
+            pos = np.minimum(np.searchsorted(proc_pids, pids), len(proc_pids) - 1)
+            found_pid = proc_pids[pos] == pids
+            name_row[found_pid] = proc_name[pos[found_pid]]
+        named = name_row >= 0
+        name_rates = np.bincount(name_row[named], weights=flow_rates[named], minlength=len(by_name))
+        proc_keys = [self._process_key(n) for n in by_name]
+        keys: list[Hashable] = [*flow_keys, *proc_keys]
+        n_flows = len(flow_keys)
+        x = np.concatenate([flow_rates, name_rates])
+        rows = np.concatenate([flow_rows, store.rows(proc_keys)])
+        firing_now = np.zeros(len(keys), dtype=bool)
+        if firing:
+            firing_rows = [store.index[k] for k in firing if k in store.index]
+            firing_now = np.isin(rows, np.array(firing_rows, dtype=np.int64))
         self._absorb_resolved(firing)
 
         dt = max(view.interval_s, 1e-3)
@@ -190,25 +245,24 @@ class BaselineDetector:
         self._evict(view.ts)
 
         found = []
-        flagged_names: set[str] = set()
+        flagged_names: set[int] = set()
         for i in np.flatnonzero(report).tolist():
             key = keys[i]
-            if isinstance(key, FlowKey):
-                comm = flow_comms[i]
-                subject = Subject.of_flow_key(key, comm)
+            if i < n_flows:
+                assert isinstance(key, FlowKey)
+                subject = Subject.of_flow_key(key, flow_comms[i])
                 flows: tuple[FlowKey, ...] = (key,)
-                flagged_names.add(names[i])
+                flagged_names.add(int(name_row[i]))
             else:
-                assert isinstance(key, ProcessKey)
-                if key.name in flagged_names:
+                if i - n_flows in flagged_names:
                     # One of its flows says it already; what the process
                     # reached counts as reached (as the flow's will).
                     store.peak[rows[i]] = max(store.peak[rows[i]], x[i])
                     continue
-                members = [j for j, n in enumerate(names) if n == key.name]
-                top = max(members, key=lambda j: flow_rates[j])
+                members = np.flatnonzero(name_row == i - n_flows)
+                top = int(members[np.argmax(flow_rates[members])])
                 subject = Subject("process", flow_keys[top].pid, flow_comms[top])
-                flows = tuple(flow_keys[j] for j in members)
+                flows = tuple(flow_keys[j] for j in members.tolist())
             value, usual = float(x[i]), float(mu[i])
             times = value / usual if usual > 0 else math.inf
             tag = f"> {times:.1f}x usual" if math.isfinite(times) and times < 1000 else "> usual"
@@ -219,6 +273,15 @@ class BaselineDetector:
             found.append(Finding(key, subject, value, limit, reason, tag=tag, flows=flows))
         self._was_firing = set(firing)
         return found
+
+    def _process_key(self, name: str) -> ProcessKey:
+        """One key object per name, so that the store finds it by id."""
+        key = self._process_keys.get(name)
+        if key is None:
+            if len(self._process_keys) > self.settings.max_keys:
+                self._process_keys.clear()
+            key = self._process_keys[name] = ProcessKey(name)
+        return key
 
     def _absorb_resolved(self, firing: Set[Hashable]) -> None:
         """A key whose alert resolved: the rate it reached becomes a rate it

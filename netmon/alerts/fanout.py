@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from netmon.alerts.detectors import Finding
 from netmon.alerts.events import Subject
+from netmon.alerts.keys import Arrivals
 from netmon.export.snapshot_view import SnapshotView
 from netmon.model import FlowKey
 
@@ -62,7 +63,7 @@ class FanoutDetector:
     def __init__(self, settings: FanoutSettings | None = None) -> None:
         self.settings = settings or FanoutSettings()
         self._sets: OrderedDict[Hashable, _Set] = OrderedDict()  # least recently active first
-        self._previous: set[FlowKey] = set()
+        self._arrivals = Arrivals()
         self._touched: set[Hashable] = set()  # sets that grew this interval
 
     def __len__(self) -> int:
@@ -74,18 +75,13 @@ class FanoutDetector:
         now = view.ts
         cols = view.flow_columns()
         keys = cols.keys
-        current = set(keys)
-        new = current - self._previous
-        self._previous = current
-        if new:
-            comm_of = dict(zip(keys, cols.comms, strict=True))
-            for key in new:
-                if key.role == "server" or key.remote_ip is None or key.port == 0:
-                    continue
-                comm = comm_of[key]
-                self._add(PortScanKey(key.pid, key.remote_ip), key.port, key, comm, now)
-                self._add(HostSweepKey(key.pid, key.protocol, key.port), key.remote_ip, key,
-                          comm, now)  # fmt: skip
+        for row in self._arrivals.rows(keys).tolist():
+            key = keys[row]
+            if key.role == "server" or key.remote_ip is None or key.port == 0:
+                continue
+            comm = cols.comms[row]
+            self._add(PortScanKey(key.pid, key.remote_ip), key.port, key, comm, now)
+            self._add(HostSweepKey(key.pid, key.protocol, key.port), key.remote_ip, key, comm, now)
         self._expire(now)
         found = []
         for set_key in {*self._touched, *(k for k in firing if k in self._sets)}:

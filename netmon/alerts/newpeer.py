@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from netmon.alerts.detectors import Finding
 from netmon.alerts.events import Subject
-from netmon.alerts.keys import process_name
+from netmon.alerts.keys import Arrivals, process_name
 from netmon.export.snapshot_view import SnapshotView
 from netmon.model import FlowKey
 from netmon.units import format_bytes
@@ -51,8 +51,8 @@ class NewPeerDetector:
     def __init__(self, settings: NewPeerSettings | None = None) -> None:
         self.settings = settings or NewPeerSettings()
         self._names: OrderedDict[str, _Name] = OrderedDict()
-        self._previous: set[FlowKey] = set()
-        self._pending: set[FlowKey] = set()  # new peers below the byte floor so far
+        self._arrivals = Arrivals()
+        self._pending: list[FlowKey] = []  # new peers below the byte floor so far
         self._held: dict[FlowKey, tuple[float, Finding]] = {}  # flagged -> until, finding
 
     def __len__(self) -> int:
@@ -64,36 +64,31 @@ class NewPeerDetector:
         now = view.ts
         cols = view.flow_columns()
         keys = cols.keys
-        current = set(keys)
-        new = current - self._previous
-        self._previous = current
-        self._pending &= current
-        if new or self._pending:
-            row_of = {k: i for i, k in enumerate(keys)}
-            kernel = view.flow_kernel()
-            seen_names: set[str] = set()
-            for key in [*new, *self._pending]:
-                row = row_of[key]
-                if kernel[row] or key.role == "server" or key.remote_ip is None:
-                    continue
-                comm = cols.comms[row]
-                name = process_name(comm)
-                entry = self._touch(name, now, seen_names)
-                peer = (key.remote_ip, key.port)
-                if entry.full or peer in entry.peers:
-                    self._pending.discard(key)
-                    continue
-                if now - entry.first < s.learn_s:
-                    self._learn(entry, peer)
-                    self._pending.discard(key)
-                    continue
-                moved = int(cols.counts[row, 0]) + int(cols.counts[row, 1])
-                if moved < s.floor_bytes:
-                    self._pending.add(key)
-                    continue
-                self._pending.discard(key)
+        new = self._arrivals.rows(keys)
+        # The flows still below the floor, if they are still there.
+        pending = self._arrivals.find(self._pending)
+        rows = [*new.tolist(), *pending[pending >= 0].tolist()]
+        self._pending = []
+        kernel = view.flow_kernel()
+        seen_names: set[str] = set()
+        for row in rows:
+            key = keys[row]
+            if kernel[row] or key.role == "server" or key.remote_ip is None:
+                continue
+            comm = cols.comms[row]
+            entry = self._touch(process_name(comm), now, seen_names)
+            peer = (key.remote_ip, key.port)
+            if entry.full or peer in entry.peers:
+                continue
+            if now - entry.first < s.learn_s:
                 self._learn(entry, peer)
-                self._held[key] = (now + s.hold_s, self._finding(key, comm, moved))
+                continue
+            moved = int(cols.counts[row, 0]) + int(cols.counts[row, 1])
+            if moved < s.floor_bytes:
+                self._pending.append(key)
+                continue
+            self._learn(entry, peer)
+            self._held[key] = (now + s.hold_s, self._finding(key, comm, moved))
         for key in [k for k, (until, _) in self._held.items() if until <= now]:
             del self._held[key]
         return [f for _, f in self._held.values()]

@@ -69,6 +69,10 @@ class SnapshotView:
         """Every flow's smoothed rate (bytes/s), in flow_columns' row order."""
         return self._snap.table.rate_bps
 
+    def flow_pids(self) -> np.ndarray:
+        """Every flow's pid (int64), in flow_columns' row order."""
+        return self._snap.table.pid
+
     def flow_kernel(self) -> np.ndarray:
         """Every flow's kernel-thread flag, in flow_columns' row order."""
         return self._snap.table.kernel
