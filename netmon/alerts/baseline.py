@@ -13,8 +13,8 @@ seconds). A key fires when, for `for_intervals` intervals in a row:
   (or while an alert of it fired and resolved), decaying over a day: a
   backup that runs every night is flagged the first night, not every night.
 
-While a key is over the bar or firing, its baseline is frozen (the spike
-does not become its normal). A firing key is reported until its rate falls
+While a key is above the bar (whether or not the last rule lets it fire)
+or firing, its baseline is frozen: the spike does not become its normal. A firing key is reported until its rate falls
 below mean + `clear_z` sigma (and half the floor): hysteresis on top of the
 manager's.
 
@@ -215,13 +215,8 @@ class BaselineDetector:
         sigma = np.maximum(np.sqrt(var), 0.25 * mu + 1024.0)
         z = (x - mu) / sigma
         warm = store.age[rows] >= s.warmup_s
-        over = (
-            warm
-            & (z > s.z)
-            & (x > s.floor_bps)
-            & (x > s.ratio * mu)
-            & (x > PEAK_MARGIN * store.peak[rows])
-        )
+        high = warm & (z > s.z) & (x > s.floor_bps) & (x > s.ratio * mu)
+        over = high & (x > PEAK_MARGIN * store.peak[rows])
         streak = np.where(over, store.streak[rows] + 1, 0)
         store.streak[rows] = streak
         still = firing_now & (x > mu + s.clear_z * sigma) & (x > 0.5 * s.floor_bps)
@@ -229,8 +224,9 @@ class BaselineDetector:
         store.alert_peak[rows] = np.where(
             firing_now | report, np.maximum(store.alert_peak[rows], x), store.alert_peak[rows]
         )
-        # Learn only from normal intervals: frozen while over or firing.
-        learn = ~over & ~firing_now
+        # Learn only from normal intervals: frozen while high (firing, or
+        # at a level it reached before) so that a spike never becomes normal.
+        learn = ~high & ~firing_now
         a = 1.0 - math.exp(-dt / s.tau_s)
         d = x - mu
         new_mu = np.where(store.age[rows] == 0, x, mu + a * d)
