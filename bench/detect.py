@@ -73,9 +73,12 @@ STEPS_AND_SCANS = ("step", "scan", "sweep")  # the 5-interval target
 
 
 def read_recording(path: Path) -> list[Snapshot]:
-    opener: Callable[..., Iterator[str]] = gzip.open if path.suffix == ".gz" else open  # type: ignore[assignment]
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [loads(line, n) for n, line in enumerate(f, 1) if line.strip()]
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    return [loads(line, n) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 # -- editing snapshots ---------------------------------------------------
@@ -165,8 +168,11 @@ def inject_rate(snaps: list[Snapshot], start: int, key: FlowKey, raw: Callable[[
     return out
 
 
-def inject_new_flows(snaps: list[Snapshot], start: int, length: int,
-                     make: Callable[[int], list[tuple[FlowKey, str, float]]]) -> list[Snapshot]:  # fmt: skip
+Moving = Callable[[int], list[tuple[FlowKey, str, float]]]
+
+
+def inject_new_flows(snaps: list[Snapshot], start: int, length: int, make: Moving
+                     ) -> list[Snapshot]:  # fmt: skip
     """New flows: make(i) lists the (key, comm, raw bytes/s) that move in
     interval i of the pattern; a flow stays in the table once it appeared
     (as netmon keeps it until it is idle for 300 s)."""
@@ -216,10 +222,17 @@ def make_trials(snaps: list[Snapshot], pattern: str, starts: list[int]) -> Itera
                 continue
             key, usual = busy[t % len(busy)]
             if pattern == "step":
-                series = inject_rate(snaps, start, key, lambda n, u=usual: 10 * u, 30)
+
+                def ten(n: int, u: float = usual) -> float:
+                    return 10 * u
+
+                series = inject_rate(snaps, start, key, ten, 30)
             else:
-                series = inject_rate(snaps, start, key,
-                                     lambda n, u=usual: u * (1 + 9 * min(n, 60) / 60), 70)  # fmt: skip
+
+                def climb(n: int, u: float = usual) -> float:
+                    return u * (1 + 9 * min(n, 60) / 60)
+
+                series = inject_rate(snaps, start, key, climb, 70)
             yield Trial(pattern, start, key.pid, series)
         elif pattern in ("scan", "sweep"):
             pid = INJECT_PID + t
@@ -241,10 +254,13 @@ def make_trials(snaps: list[Snapshot], pattern: str, starts: list[int]) -> Itera
                 continue
             pid, comm, key = peers[t % len(peers)]
             new = replace(key, remote_ip=f"10.7.{t}.1", port=8443)
-            if pattern == "upload":
-                series = inject_new_flows(snaps, start, 60, lambda n: [(new, comm, 5 * MB)])
-            else:
-                series = inject_new_flows(snaps, start, 8, lambda n: [(new, comm, 8 * KB)])
+            rate, length = (5 * MB, 60) if pattern == "upload" else (8 * KB, 8)
+
+            def moving(n: int, new: FlowKey = new, comm: str = comm, rate: float = rate
+                       ) -> list[tuple[FlowKey, str, float]]:  # fmt: skip
+                return [(new, comm, rate)]
+
+            series = inject_new_flows(snaps, start, length, moving)
             yield Trial(pattern, start, pid, series)
 
 
@@ -293,7 +309,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=180.0,
                     help="seconds of recording before the first injection")  # fmt: skip
     ap.add_argument("--new-peer-learn", type=float, default=120.0,
-                    help="new-peer's learning period here (the recordings are minutes long)")  # fmt: skip
+                    help="new-peer learning period (the recordings are short)")  # fmt: skip
     args = ap.parse_args()
     if not args.data:
         ap.error("no recordings: give --data")
@@ -326,9 +342,9 @@ def main() -> int:
                     if d in found:
                         delays[(pattern, d)].append(found[d])
                 delays.setdefault((pattern, "defaults"), [])
-                on = [found[d] for d in DEFAULT_DETECTORS if d in found]
-                if on:
-                    delays[(pattern, "defaults")].append(min(on))
+                by_default = [found[d] for d in DEFAULT_DETECTORS if d in found]
+                if by_default:
+                    delays[(pattern, "defaults")].append(min(by_default))
 
     print()
     print(f"{'pattern':8} {'detector':10} {'recall':>7} {'median delay':>13} {'worst':>6}")
@@ -344,10 +360,10 @@ def main() -> int:
                   f"   ({len(got)}/{n})")  # fmt: skip
     print()
     print(f"false alarms on the clean background ({hours * 60:.1f} min):")
-    for d in settings.detectors:
-        on = "on by default" if d in DEFAULT_DETECTORS else "off by default"
-        rate = fired[d] / hours if hours else 0.0
-        print(f"  {d:10} {fired[d]:4d} alerts = {rate:6.2f} per hour   ({on})")
+    for name in settings.detectors:
+        on = "on by default" if name in DEFAULT_DETECTORS else "off by default"
+        rate = fired[name] / hours if hours else 0.0
+        print(f"  {name:10} {fired[name]:4d} alerts = {rate:6.2f} per hour   ({on})")
     return 0
 
 

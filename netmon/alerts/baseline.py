@@ -14,7 +14,8 @@ seconds). A key fires when, for `for_intervals` intervals in a row:
   backup that runs every night is flagged the first night, not every night.
 
 While a key is above the bar (whether or not the last rule lets it fire)
-or firing, its baseline is frozen: the spike does not become its normal. A firing key is reported until its rate falls
+or firing, its baseline is frozen: the spike does not become its normal.
+A firing key is reported until its rate falls
 below mean + `clear_z` sigma (and half the floor): hysteresis on top of the
 manager's.
 
