@@ -235,7 +235,7 @@ class FakeKernel:
         for table in (self.traffic, self.pid_stats):
             table.freeze()
 
-    def bpf(self) -> dict[str, FakeTable]:
+    def bpf(self) -> dict[str, Any]:
         return {"traffic_map": self.traffic, "pid_stats": self.pid_stats,
                 "protocol_totals": self.protocol_totals, "anomaly_map": self.anomaly,
                 "counters": self.counters, "exited_pids": {}}  # fmt: skip
