@@ -160,12 +160,17 @@ def log_line(event: AlertEvent) -> str:
 def mark_flows(snap: Snapshot, manager: AlertManager) -> Snapshot:
     """`snap` with its `anomaly` column and marks saying what the selected
     detectors flag now: the flows above --threshold (when `threshold` is
-    selected, exactly as the metrics engine flagged them) and the flows of
-    the other detectors' firing alerts."""
+    selected; live, exactly the rows the metrics engine flagged) and the
+    flows of the other detectors' firing alerts."""
     table = snap.table
     threshold = next((d for d in manager.detectors if isinstance(d, ThresholdDetector)), None)
     flagged = manager.flagged(skip=(ThresholdDetector.name,))
-    above = table.anomaly if threshold is not None else np.zeros(len(table), dtype=bool)
+    # From the rates, not the recorded column: a replay's `anomaly` holds
+    # what the recording's detectors flagged, with its --threshold.
+    if threshold is not None:
+        above = table.rate_bps > threshold.threshold_bps
+    else:
+        above = np.zeros(len(table), dtype=bool)
     if not flagged and not above.any():
         if not table.anomaly.any():
             return snap

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from netmon.alerts.fanout import FanoutSettings
 from netmon.alerts.feed import AlertingFeed
 from netmon.alerts.manager import AlertManager
 from netmon.config import parse_args
+from netmon.export.snapshot_view import SnapshotView
 from netmon.jsonl import dumps, snapshot_to_dict
 from netmon.model import Snapshot
 from netmon.view import UIState, View, ViewSettings, apply_key
@@ -123,3 +125,39 @@ def test_detector_options() -> None:
     assert parse_args([]).detectors == ("threshold", "baseline", "fanout")
     with pytest.raises(SystemExit):
         parse_args(["--detectors", "nope"])
+
+
+def test_replay_flags_from_the_rates_with_its_own_threshold() -> None:
+    # A recording's `anomaly` says what its own detectors flagged; a replay
+    # works it out again from the rates, with the replay's --threshold.
+    recorded = snapshot([flow(1, "a", rate=2 * MB, anomaly=True), flow(2, "b", rate=20 * MB)])
+    for limit, flagged_pids in ((10 * MB, [2]), (1 * MB, [1, 2]), (100 * MB, [])):
+        detectors = make_detectors(["threshold"], limit)
+        feed = AlertingFeed(ListFeed([recorded]), AlertManager(detectors))
+        snap = feed.poll(0.0)
+        assert snap is not None
+        assert sorted(f.key.pid for f in snap.flows if f.anomaly) == flagged_pids
+
+
+def test_detectors_find_the_same_with_shared_or_fresh_key_objects() -> None:
+    # Live, a flow keeps one key object; a replay makes new ones each time.
+    # The detectors find flows by object identity first: same findings.
+    def series(shared: bool) -> list[Snapshot]:
+        keep = [flow(1, "web", rate=20 * 1024.0, port=p) for p in range(1, 4)]
+        out = []
+        for t in range(160):  # past the 120 s warm-up
+            rate = 400 * 1024.0 if t >= 140 else 20 * 1024.0 * (1 + (t % 3) / 10)
+            flows = [
+                replace(f, rate_bps=rate) if shared else flow(1, "web", rate=rate, port=f.key.port)
+                for f in keep
+            ]
+            out.append(snapshot(flows, ts=1000.0 + t))
+        return out
+
+    def run(snaps: list[Snapshot]) -> list[tuple[float, str, int | None]]:
+        m = AlertManager(make_detectors(["baseline", "fanout", "new-peer"], 10 * MB))
+        return [(e.ts, e.state, e.subject.port) for s in snaps for e in m.update(SnapshotView(s))]
+
+    shared, fresh = run(series(True)), run(series(False))
+    assert shared == fresh
+    assert [e[1] for e in shared] == ["firing"] * 3
