@@ -371,7 +371,7 @@ class FlowTable(Sequence[FlowStat]):
                 packets_sent=c[2], packets_recv=c[3], rate_bps=float(self.rate_bps[row]),
                 anomaly=bool(self.anomaly[row]), kernel=bool(self.kernel[row]),
             )  # fmt: skip
-            marks = self.marks.get(stat.key)
+            marks = self.marks.get(stat.key) if self.marks else None
             if marks:
                 stat = self._stats[row] = replace(
                     stat, detectors=tuple(dict.fromkeys(d for d, _ in marks)),
