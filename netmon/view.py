@@ -643,6 +643,7 @@ class View:
             return line, cursor_x
         alert, role = self.alert_text()
         hints = "  h help  q quit  s/</> sort  r reverse  / filter  g procs  k kernel  p pause"
+        hints += "  a alerts"
         if state.mode is Mode.PROCESSES:
             hints = hints.replace("g procs", "g flows")
         over = display_width(alert + hints) - usable
