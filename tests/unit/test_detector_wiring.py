@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from netmon import cli
 from netmon.alerts.choice import make_detectors
 from netmon.alerts.fanout import FanoutSettings
 from netmon.alerts.feed import AlertingFeed
@@ -17,7 +19,8 @@ from netmon.export.snapshot_view import SnapshotView
 from netmon.jsonl import dumps, snapshot_to_dict
 from netmon.model import Snapshot
 from netmon.view import UIState, View, ViewSettings, apply_key
-from tests.ui.builders import flow, snapshot
+from tests.ui.builders import flow, snapshot, write_replay
+from tests.unit.helpers import FakeClock, FakeStop
 
 MB = 1024 * 1024
 
@@ -161,3 +164,23 @@ def test_detectors_find_the_same_with_shared_or_fresh_key_objects() -> None:
     shared, fresh = run(series(True)), run(series(False))
     assert shared == fresh
     assert [e[1] for e in shared] == ["firing"] * 3
+
+
+def test_replay_runs_the_chosen_detectors_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_replay(tmp_path / "scan.jsonl", scan_series())
+    clock = FakeClock()
+    argv = ["--replay", str(path), "--json", "--speed", "1000000",
+            "--detectors", "fanout", "--fanout-ports", "10"]  # fmt: skip
+    assert cli.main(argv, clock=clock, stop=FakeStop(clock)) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4
+    fired = [a for line in lines for a in line["alerts"] if a["state"] == "firing"]
+    assert [(a["detector"], a["pid"], a["remote_ip"]) for a in fired] == [
+        ("fanout", 9, "192.0.2.9")
+    ]
+    last = {f["port"]: f for f in lines[-1]["flows"]}
+    assert last[5]["detectors"] == ["fanout"] and last[5]["anomaly"] is True
+    # Not selected: the 20 MB/s flow is not flagged.
+    assert last[443]["anomaly"] is False and "detectors" not in last[443]
