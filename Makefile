@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check-wheel format bench bench-startup bench-stream bench-footprint bench-soak clean
+.PHONY: install run test lint check-wheel format bench bench-startup bench-stream bench-footprint bench-soak bench-detect clean
 
 ## install: apt packages, kernel headers, tracefs, .venv with netmon (idempotent)
 install:
@@ -51,6 +51,10 @@ bench-stream: install
 ## bench-footprint: netmon's CPU and PSS with 10,000 live UDP flows, beside nethogs (as root)
 bench-footprint: install
 	$(PYTHON) bench/footprint.py $(ARGS)
+
+## bench-detect: the detectors on labelled patterns injected into recorded traffic (no root)
+bench-detect: install
+	$(PYTHON) bench/detect.py $(ARGS)
 
 ## bench-soak: netmon --json for 20 minutes of process churn: RSS, CPU, line size (as root)
 bench-soak: install

@@ -13,8 +13,8 @@ gets; curses itself is measured by bench/render.py). Each stage is timed on
 every interval; the report gives the median ms per interval of each stage
 and the totals of the two outputs:
 
-  --json interval  = read + metrics + publish + names + json
-  table interval   = read + metrics + publish + names + view + frame
+  --json interval  = read + metrics + publish + names + detect + json
+  table interval   = read + metrics + publish + names + detect + view + frame
 
 `--names on` adds the peers' host names (netmon.names: the resolver's
 per-interval request and the names attached to the snapshot; the lookups
@@ -23,6 +23,9 @@ and are left to settle before the timed intervals, so every address has its
 answer: the steady state). `--names both` runs the two configurations side
 by side on the same fake kernel, alternating which goes first, and prints
 both with their ratio.
+
+`detect` is the alert path: the detectors of `--detectors` (netmon's
+default set unless given) and the marking of the flows they flag.
 
 `--json` prints the figures as one JSON object. `--against REV` checks REV
 out in a temporary git worktree and runs its bench/pipeline.py and this one
@@ -61,6 +64,10 @@ import numpy as np  # noqa: E402
 
 import netmon  # noqa: E402
 from netmon.abi import load_abi  # noqa: E402
+from netmon.alerts.choice import DEFAULT_DETECTORS, make_detectors, parse_detectors  # noqa: E402
+from netmon.alerts.feed import mark_flows  # noqa: E402
+from netmon.alerts.manager import AlertManager  # noqa: E402
+from netmon.export.snapshot_view import SnapshotView  # noqa: E402
 from netmon.jsonl import dumps  # noqa: E402
 from netmon.metrics import MetricsEngine  # noqa: E402
 from netmon.names import Resolver, remote_ips  # noqa: E402
@@ -68,7 +75,7 @@ from netmon.view import UIState, View, ViewSettings  # noqa: E402
 
 MB = 1024 * 1024
 ABI = load_abi()
-STAGES = ("read", "metrics", "publish", "names", "json", "view", "frame")
+STAGES = ("read", "metrics", "publish", "names", "detect", "json", "view", "frame")
 NAMES = ["nginx", "postgres", "redis-server", "python3", "java", "node", "envoy", "chrome",
          "dnsmasq", "curl", "sshd", "中文进程"]  # fmt: skip
 
@@ -254,7 +261,7 @@ class FakeKernel:
         for table in (self.traffic, self.pid_stats):
             table.freeze()
 
-    def bpf(self) -> dict[str, FakeTable]:
+    def bpf(self) -> dict[str, Any]:
         return {"traffic_map": self.traffic, "pid_stats": self.pid_stats,
                 "protocol_totals": self.protocol_totals, "anomaly_map": self.anomaly,
                 "counters": self.counters, "exited_pids": self.exited}  # fmt: skip
@@ -273,6 +280,7 @@ class Pipeline:
         rows: int,
         idle_timeout_s: float = 0.0,
         names: bool = False,
+        detectors: tuple[str, ...] = DEFAULT_DETECTORS,
     ) -> None:
         from netmon.sources.live import LiveSource, numpy_dtype
 
@@ -296,6 +304,7 @@ class Pipeline:
         self.state = UIState()
         self.cols, self.rows = cols, rows
         self.resolver = Resolver(fake_lookup) if names else None
+        self.alerts = AlertManager(make_detectors(detectors, 10 * MB))
 
     def _use_cgroups(self, tree: Path) -> None:
         """A directory tree standing in for the cgroup2 mount: 100 services
@@ -327,7 +336,13 @@ class Pipeline:
         sample = stage("read", self.source.read)
         snap = stage("metrics", lambda: self.engine.update(sample))
         stage("publish", lambda: self.source.publish_rates(self.engine.rates()))
-        out["snap"] = snap = stage("names", lambda: self.named(snap))
+        snap = stage("names", lambda: self.named(snap))
+
+        def detect() -> Any:
+            self.alerts.update(SnapshotView(snap))
+            return mark_flows(snap, self.alerts)
+
+        out["snap"] = snap = stage("detect", detect)
         stage("json", lambda: dumps(snap))
 
         def view() -> None:
@@ -365,15 +380,18 @@ def fake_lookup(ip: str) -> str | None:
     return "host-" + ip.replace(":", "-").replace(".", "-") + ".dc1.example.net"
 
 
-JSON_STAGES = ("read", "metrics", "publish", "names", "json")
-TABLE_STAGES = ("read", "metrics", "publish", "names", "view", "frame")
+JSON_STAGES = ("read", "metrics", "publish", "names", "detect", "json")
+TABLE_STAGES = ("read", "metrics", "publish", "names", "detect", "view", "frame")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One configuration (--names off or on), or both side by side."""
     configs = {"off": [False], "on": [True], "both": [False, True]}[args.names]
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
-    pipes = [Pipeline(kernel, args.cols, args.rows, args.idle_timeout, names=n) for n in configs]
+    pipes = [
+        Pipeline(kernel, args.cols, args.rows, args.idle_timeout, names=n, detectors=args.detectors)
+        for n in configs
+    ]
     per_stage: list[dict[str, list[float]]] = [{s: [] for s in STAGES} for _ in pipes]
     warm = 0
     while True:  # untimed: the warm-up, and for names, until every answer is in
@@ -415,6 +433,7 @@ def _result(
         "flows": args.flows,
         "flows_shown": pipe.flows_shown,  # of the last interval
         "pids": args.pids,
+        "detectors": ",".join(args.detectors) or "none",
         "churn": args.churn,
         "idle_timeout_s": args.idle_timeout,
         "intervals": args.intervals,
@@ -435,7 +454,10 @@ def held_memory(args: argparse.Namespace) -> float:
     tree = str(Path(netmon.__file__).resolve().parent)
     kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
     tracemalloc.start(32)
-    pipe = Pipeline(kernel, args.cols, args.rows, args.idle_timeout, names=args.names == "on")
+    pipe = Pipeline(
+        kernel, args.cols, args.rows, args.idle_timeout, names=args.names == "on",
+        detectors=args.detectors,
+    )  # fmt: skip
     for _ in range(args.warmup + 3):
         kernel.step(1_000_000_000)
         pipe.interval()
@@ -451,6 +473,7 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result.get('churn', 0) * 100:g}% replaced per interval), "
           f"idle timeout {result.get('idle_timeout_s', 0):g} s, "
           f"{result['pids']} pids, {result['intervals']} intervals, screen {result['screen']}, "
+          f"detectors {result.get('detectors', '-')}, "
           f"Python {result['python']}")  # fmt: skip
     print(f"netmon from {result['netmon']}")
     print(f"distinct peer addresses {result['addresses']}, names shown {result['names_shown']}")
@@ -519,6 +542,8 @@ def main() -> int:
     ap.add_argument("--cols", type=int, default=200)
     ap.add_argument("--rows", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--detectors", type=parse_detectors, default=DEFAULT_DETECTORS,
+                    help="detectors to run: a list, all or none (default: netmon's)")  # fmt: skip
     ap.add_argument(
         "--churn",
         type=float,

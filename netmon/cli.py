@@ -257,8 +257,6 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
     from netmon import service
 
     try:
-        # Alerts are worked out again from the recording only when asked
-        # for (--alerts, --alert-exec): a plain replay plays what was recorded.
         sinks = service.open_alert_sinks(config)
         try:
             feed = open_replay_feed(
@@ -268,23 +266,36 @@ def _run_replay(config: Config, clock: Callable[[], float], stop: StopRequest | 
             _close_all(sinks)
             raise
         shown = _shown(feed, config)
-        alerting = service.alerting_feed(shown, config, sinks) if sinks else None
+        # The detectors run again on the recorded snapshots, with this
+        # command line's settings: what was flagged when recording is not
+        # what is shown.
+        alerting = service.alerting_feed(shown, config, sinks)
+        _say_detectors(config)
         try:
-            if alerting is not None and alerting.dispatcher is not None:
+            if alerting.dispatcher is not None:
                 alerting.dispatcher.start()
-            played = alerting or shown
             if config.json:
-                return _run_json(config, played, clock, stop)
+                return _run_json(config, alerting, clock, stop)
             from netmon.replay_status import ReplayStatus
             from netmon.ui.app import run_ui
 
-            return run_ui(
-                config, ReplayStatus(played, feed), alerts=alerting.footer if alerting else None
-            )
+            return run_ui(config, ReplayStatus(alerting, feed), alerts=alerting.footer)
         finally:
-            (alerting or shown).close()
+            alerting.close()
     finally:
         _print_warnings(later)
+
+
+def _say_detectors(config: Config) -> None:
+    """A replay says that it works out the alerts again."""
+    names = ",".join(config.detectors) or "none"
+    message = f"replay: running the detectors ({names}) again on the recorded snapshots"
+    log.info("%s", message)
+    # The table says it in its status line; --json says it where someone reads.
+    if config.json and config.log_file is None:
+        with contextlib.suppress(OSError, ValueError):
+            if sys.stderr.isatty():
+                print(f"netmon: {message}", file=sys.stderr)
 
 
 def _missing_pids(pids: frozenset[int], proc: Path = Path("/proc")) -> list[str]:

@@ -6,11 +6,15 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
 from netmon import __version__
 from netmon.abi import load_abi
+from netmon.alerts.baseline import BaselineSettings
+from netmon.alerts.choice import DEFAULT_DETECTORS, DETECTORS, parse_detectors
+from netmon.alerts.fanout import FanoutSettings
+from netmon.alerts.newpeer import NewPeerSettings
 from netmon.export.address import ServeAddress, parse_address
 from netmon.units import format_rate, parse_rate
 
@@ -60,6 +64,10 @@ class Config:
     alert_exec: str | None = None
     alert_exec_timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     numeric: bool = False  # -n: no reverse lookups of the peers' names
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS
+    baseline: BaselineSettings = field(default_factory=BaselineSettings)
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    new_peer: NewPeerSettings = field(default_factory=NewPeerSettings)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,6 +151,23 @@ def _serve_address(text: str) -> ServeAddress:
         return parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc} in {text!r}") from None
+
+
+def _detectors(text: str) -> tuple[str, ...]:
+    try:
+        return parse_detectors(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(what: str) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        value = _number(text, what)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return value
+
+    return convert
 
 
 def _exec_timeout(text: str) -> float:
@@ -387,6 +412,59 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+    detect = parser.add_argument_group("detectors")
+    detect.add_argument(
+        "--detectors",
+        metavar="LIST",
+        type=_detectors,
+        default=DEFAULT_DETECTORS,
+        help=(
+            "comma-separated detectors to run, 'all' or 'none': "
+            + "; ".join(f"{name}: {what}" for name, what in DETECTORS.items())
+            + f" (default: {','.join(DEFAULT_DETECTORS)})"
+        ),
+    )
+    b, f, n = BaselineSettings(), FanoutSettings(), NewPeerSettings()
+    detect.add_argument(
+        "--baseline-z",
+        metavar="Z",
+        type=_positive("a number > 0"),
+        default=b.z,
+        help="baseline: how many standard deviations above its normal a rate must be "
+        "(default: %(default)s)",
+    )
+    detect.add_argument(
+        "--baseline-floor",
+        metavar="RATE",
+        type=_threshold,
+        default=b.floor_bps,
+        help=f"baseline: never flag a rate below RATE (default: {format_rate(b.floor_bps)})",
+    )
+    detect.add_argument(
+        "--fanout-ports",
+        metavar="N",
+        type=_positive_int(f.cap),
+        default=f.ports,
+        help=f"fanout: distinct ports of one host within {f.window_s:g} s that make a "
+        "port scan (default: %(default)s)",
+    )
+    detect.add_argument(
+        "--fanout-hosts",
+        metavar="N",
+        type=_positive_int(f.cap),
+        default=f.hosts,
+        help=f"fanout: distinct hosts on one port within {f.window_s:g} s that make a "
+        "host sweep (default: %(default)s)",
+    )
+    detect.add_argument(
+        "--new-peer-learn",
+        metavar="S",
+        type=_positive("a number of seconds"),
+        default=n.learn_s,
+        help="new-peer: seconds during which a process's peers are learned, not flagged "
+        "(default: %(default)g)",
+    )
+
     replay = parser.add_argument_group("replay")
     replay.add_argument(
         "--replay",
@@ -485,4 +563,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         alert_exec_timeout_s=(
             DEFAULT_EXEC_TIMEOUT_S if ns.alert_exec_timeout is None else ns.alert_exec_timeout
         ),
+        detectors=ns.detectors,
+        baseline=replace(BaselineSettings(), z=ns.baseline_z, floor_bps=ns.baseline_floor),
+        fanout=replace(FanoutSettings(), ports=ns.fanout_ports, hosts=ns.fanout_hosts),
+        new_peer=replace(NewPeerSettings(), learn_s=ns.new_peer_learn),
     )

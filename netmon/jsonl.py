@@ -51,6 +51,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
                 "rate_bps": f.rate_bps,
                 "anomaly": f.anomaly,
                 "kernel": f.kernel,
+                **({"detectors": list(f.detectors)} if f.detectors else {}),
             }
             for f in snap.flows
         ],
@@ -138,6 +139,11 @@ class _FlowText:
             else:
                 heads.append(make(key, comm, cgroup, peer))
         ends = self._ENDS[table.anomaly.astype(np.intp) * 2 + table.kernel].tolist()
+        if table.marks:
+            for row in np.flatnonzero(table.anomaly).tolist():
+                names = table.stat(row).detectors
+                if names:
+                    ends[row] = f'{ends[row][:-1]},"detectors":{json.dumps(list(names))}}}'
         counts = table.counts
         # Whole columns to lists (plain ints and floats), no per-row containers.
         return ",".join([

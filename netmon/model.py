@@ -15,7 +15,7 @@ Snapshot built from plain records converts them to columns once.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar, overload
 
@@ -318,6 +318,12 @@ class FlowStat:
     cgroup: str | None = None  # cgroup v2 path; None: unknown
     service: str | None = None  # what that cgroup stands for (netmon.cgroups)
     remote_name: str | None = None  # the peer's host name, when known
+    detectors: tuple[str, ...] = ()  # the detectors whose alerts flag it now
+    reason: str = ""  # their short tags, e.g. "> 8.1x usual"
+
+
+# A flagged flow's (detector, tag) pairs.
+Marks = Mapping["FlowKey", Sequence[tuple[str, str]]]
 
 
 class FlowTable(Sequence[FlowStat]):
@@ -335,6 +341,7 @@ class FlowTable(Sequence[FlowStat]):
         tie_rank: np.ndarray | None = None,
         cgroups: Sequence[Cgroup | None] | None = None,
         names: Mapping[str, str] | None = None,
+        marks: Marks | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -345,6 +352,7 @@ class FlowTable(Sequence[FlowStat]):
         self.cgroups = cgroups  # None: no row has one
         self.names: Mapping[str, str] = {} if names is None else names  # peer address -> name
         self._tie_rank = tie_rank
+        self.marks: Marks = marks or {}  # flagged flows by the alert path
         self._pid: np.ndarray | None = None
         self._stats: dict[int, FlowStat] = {}
 
@@ -368,7 +376,14 @@ class FlowTable(Sequence[FlowStat]):
     def with_names(self, names: Mapping[str, str]) -> FlowTable:
         """The same rows (sharing the columns), with these peer names."""
         return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, self.anomaly,
-                         self.kernel, self._tie_rank, self.cgroups, names)  # fmt: skip
+                         self.kernel, self._tie_rank, self.cgroups, names,
+                         self.marks)  # fmt: skip
+
+    def with_marks(self, anomaly: np.ndarray, marks: Marks) -> FlowTable:
+        """The same rows (sharing the columns), flagged by the alert path."""
+        return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, anomaly,
+                         self.kernel, self._tie_rank, self.cgroups, self.names,
+                         marks)  # fmt: skip
 
     @property
     def pid(self) -> np.ndarray:
@@ -397,6 +412,7 @@ class FlowTable(Sequence[FlowStat]):
             tie_rank=self.tie_rank[index],
             cgroups=None if self.cgroups is None else list(map(self.cgroups.__getitem__, picked)),
             names=self.names,
+            marks=self.marks,
         )
 
     def stat(self, row: int) -> FlowStat:
@@ -411,6 +427,12 @@ class FlowTable(Sequence[FlowStat]):
                 cgroup=None if cg is None else cg.path, service=None if cg is None else cg.service,
                 remote_name=self.names.get(self.keys[row].remote_ip or "") if self.names else None,
             )  # fmt: skip
+            marks = self.marks.get(stat.key) if self.marks else None
+            if marks:
+                stat = self._stats[row] = replace(
+                    stat, detectors=tuple(dict.fromkeys(d for d, _ in marks)),
+                    reason=", ".join(t for _, t in marks if t),
+                )  # fmt: skip
         return stat
 
     def __len__(self) -> int:

@@ -1,8 +1,8 @@
 """What the table says about a replay besides its snapshots.
 
-A replay's rows carry the anomaly flags of the recording (made with the
-recording's threshold), so the footer counts those and says so; and when
-replay shortened long jumps in time, the status line says how many."""
+When replay shortened long jumps in time, the status line says how many.
+(Flags are not the recording's: the detectors run again on the recorded
+snapshots, so the highlighted rows and the footer agree.)"""
 
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ def gaps_note(replay: ReplayFeed) -> str:
 class ReplayStatus:
     """A replay's feed as the table plays it (the outermost feed): passes the
     snapshots on and tells the table what to say about them."""
-
-    recorded_flags = True  # the rows' flags are the recording's
 
     def __init__(self, feed: Feed, replay: ReplayFeed) -> None:
         self._feed = feed

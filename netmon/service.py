@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from netmon import __version__
-from netmon.alerts.detectors import ThresholdDetector
+from netmon.alerts.choice import make_detectors
 from netmon.alerts.events import AlertEvent
 from netmon.alerts.feed import AlertingFeed
 from netmon.alerts.manager import AlertManager
@@ -45,8 +45,11 @@ def open_alert_sinks(config: Config) -> list[Sink]:
 
 
 def alerting_feed(feed: Feed, config: Config, sinks: Sequence[Sink]) -> AlertingFeed:
-    """The feed with today's detectors, sending events to `sinks`."""
-    manager = AlertManager([ThresholdDetector(config.threshold_bps)])
+    """The feed with the detectors of --detectors, sending events to `sinks`."""
+    detectors = make_detectors(
+        config.detectors, config.threshold_bps, config.baseline, config.fanout, config.new_peer
+    )
+    manager = AlertManager(detectors)
     return AlertingFeed(feed, manager, Dispatcher(sinks) if sinks else None)
 
 

@@ -66,6 +66,7 @@ class Col(Enum):
     SENT = "sent"
     RECV = "recv"
     RATE = "rate"
+    WHY = "why"  # which detector flagged the flow, and why
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,8 @@ class ViewSettings:
     alpha: float
     threshold_bps: float
     unicode: bool = True  # False: the terminal can only show ASCII
-    # A replay: rows are highlighted by the flags in the recording, and the
-    # footer counts those (not --threshold) unless alerts are worked out again.
-    recorded_flags: bool = False
+    note: str = ""  # shown in the status line, e.g. that a replay re-runs the detectors
+    detectors: tuple[str, ...] = ()  # the detectors that run (listed in the help)
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ class UIState:
     draft: str = ""
     help: bool = False
     numeric: bool = False  # the REMOTE column shows addresses, not host names
+    log: bool = False  # the alert log is shown
     ended: bool = False  # the feed has no more snapshots (end of replay)
     quit: bool = False
 
@@ -121,6 +122,8 @@ class FooterAlerts:
     firing: int
     flows_above_threshold: bool  # every firing alert is a flow above --threshold
     latest: str  # the newest firing alert's subject, already sanitised ("" if none)
+    by_detector: tuple[tuple[str, int], ...] = ()  # alerts firing per detector
+    log: tuple[str, ...] = ()  # recent alert events, newest first (the `a` key)
 
 
 @dataclass(frozen=True)
@@ -298,10 +301,28 @@ SERVICE_COLUMNS: tuple[Column[ServiceRow], ...] = (
 )  # fmt: skip
 
 
-def columns_for(mode: Mode, show_service: bool = True) -> tuple[Column[Any], ...]:
+def _why_key(t: FlowTable) -> list[np.ndarray]:
+    marks = t.marks
+    return [_ranks([", ".join(x for _, x in marks.get(k, ())) for k in t.keys])]
+
+
+# Shown only while some flow is flagged: which detector, and why.
+WHY_COLUMN: Column[FlowStat] = Column(
+    Col.WHY, "ALERT", width=14, max_width=20, align="left", priority=6, descending=False,
+    sort_key=lambda f: f.reason, text=lambda f: f.reason, table_key=_why_key,
+)  # fmt: skip
+
+
+def columns_for(
+    mode: Mode, show_service: bool = True, why: bool = False
+) -> tuple[Column[Any], ...]:
     if mode is Mode.SERVICES:
         return SERVICE_COLUMNS
-    columns = FLOW_COLUMNS if mode is Mode.FLOWS else PROCESS_COLUMNS
+    columns: tuple[Column[Any], ...]
+    if mode is Mode.FLOWS:
+        columns = (*FLOW_COLUMNS, WHY_COLUMN) if why else FLOW_COLUMNS
+    else:
+        columns = PROCESS_COLUMNS
     if show_service:
         return columns
     return tuple(c for c in columns if c.id is not Col.SERVICE)
@@ -317,19 +338,18 @@ def _remote_name(f: FlowStat) -> str:
 
 # The REMOTE column with the peer's host name where one is known (sorted by
 # address all the same).
-NAMED_FLOW_COLUMNS: tuple[Column[FlowStat], ...] = tuple(
-    replace(c, text=_remote_name) if c.id is Col.REMOTE else c for c in FLOW_COLUMNS
+NAMED_REMOTE_COLUMN: Column[FlowStat] = replace(
+    next(c for c in FLOW_COLUMNS if c.id is Col.REMOTE), text=_remote_name
 )
 
 
-def shown_columns(state: UIState) -> tuple[Column[Any], ...]:
+def shown_columns(state: UIState, why: bool = False) -> tuple[Column[Any], ...]:
     """The columns as the table shows them: names or addresses (key n),
-    with or without SERVICE (key c)."""
+    with or without SERVICE (key c), and ALERT while a flow is flagged."""
+    columns = columns_for(state.mode, state.show_service, why)
     if state.mode is Mode.FLOWS and not state.numeric:
-        if state.show_service:
-            return NAMED_FLOW_COLUMNS
-        return tuple(c for c in NAMED_FLOW_COLUMNS if c.id is not Col.SERVICE)
-    return _columns(state)
+        return tuple(NAMED_REMOTE_COLUMN if c.id is Col.REMOTE else c for c in columns)
+    return columns
 
 
 def effective_sort(state: UIState) -> Col:
@@ -600,6 +620,8 @@ class View:
             return Frame(width, height, lines, cursor)
         if state.help:
             body = self._help_lines(width)[: body_height + 1]
+        elif state.log:
+            body = self._log_lines(width)[: body_height + 1]
         else:
             body = self._table(state, width, body_height)
         body += [()] * (body_height + 1 - len(body))  # the footer stays at the bottom
@@ -666,11 +688,14 @@ class View:
         if snap is not None and snap.closed.flows:
             text += f"  Closed {snap.closed.flows} ({format_bytes(snap.closed.bytes)})"
         segs.append(Segment(text, Role.HEADER))
+        if s.note:
+            segs.append(Segment(f"  {s.note}", Role.BADGE))
         return self._fit_line(segs, width)
 
     def _table(self, state: UIState, width: int, count: int) -> list[Line]:
         state = self._shown(state)
-        cols = layout(shown_columns(state), width)
+        why = self.snapshot is not None and bool(self.snapshot.table.marks)
+        cols = layout(shown_columns(state, why), width)
         sort = effective_sort(state)
         titles: list[Segment] = []
         for i, (col, w) in enumerate(cols):
@@ -684,7 +709,9 @@ class View:
                 title, role = col.title, Role.TITLE
             titles.append(Segment(sep + fit(title, w, col.align, self._ellipsis), role))
         lines: list[Line] = [self._pad(titles, width, Role.TITLE)]
-        layout_key = (state.mode, width, self.settings.unicode, state.show_service, state.numeric)
+        layout_key = (
+            state.mode, width, self.settings.unicode, state.show_service, state.numeric, why
+        )
         if layout_key != self._line_cache_layout:
             self._line_cache = {}
             self._line_cache_layout = layout_key
@@ -730,25 +757,20 @@ class View:
             line = (*line, Segment(" " * (width - used), role))
         return line
 
-    def alert_text(self) -> tuple[str, Role]:
+    def alert_text(self, latest: bool = True) -> tuple[str, Role]:
+        """The footer's alert part; `latest` adds the newest alert's subject."""
         alerts = self._alerts
         n = self._anomalies if alerts is None else alerts.firing
         u = self.settings.unicode
-        recorded = alerts is None and self.settings.recorded_flags
-        if n == 0 and recorded:
-            return ("✓ " if u else "OK: ") + "No flows flagged when recorded", Role.OK
         if n == 0:
             return ("✓ No anomalies detected" if u else "OK: No anomalies detected"), Role.OK
-        if recorded:
-            # The rows' flags come from the recording (its own threshold):
-            # count those, and say so, rather than name today's --threshold.
-            text = f"ALERT: {n} {'flow' if n == 1 else 'flows'} flagged when recorded"
-        elif alerts is None or alerts.flows_above_threshold:
-            noun = "flow" if n == 1 else "flows"
+        noun = "flow" if n == 1 else "flows"
+        if alerts is None or alerts.flows_above_threshold:
             text = f"ALERT: {n} {noun} above {format_rate(self.settings.threshold_bps)}"
         else:
-            text = f"ALERT: {n} firing"
-        if alerts is not None and alerts.latest:
+            per = ", ".join(f"{k} {DETECTOR_WORDS.get(d, d)}" for d, k in alerts.by_detector)
+            text = f"ALERT: {n} {noun} ({per})" if per else f"ALERT: {n} firing"
+        if latest and alerts is not None and alerts.latest:
             text += f", latest {sanitize(alerts.latest, not u)}"
         return ("⚠️ " + text if u else "!! " + text), Role.ALERT
 
@@ -772,13 +794,44 @@ class View:
             return line, cursor_x
         alert, role = self.alert_text()
         hints = "  h help  q quit  s/</> sort  r reverse  / filter  g procs  k kernel  p pause"
+        hints += "  a alerts"
         if state.mode is not Mode.FLOWS:
             hints = hints.replace("g procs", "g flows")
+        over = display_width(alert + hints) - usable
+        if over > 0:
+            # The keys matter more than the newest alert's name: cut that.
+            short, _ = self.alert_text(latest=False)
+            room = display_width(alert) - over
+            alert = (
+                truncate(alert, room, self._ellipsis)
+                if room >= display_width(short) + 12
+                else short
+            )
         return self._fit_line([Segment(alert, role), Segment(hints, Role.FOOTER)], usable), None
 
     def _help_lines(self, width: int) -> list[Line]:
-        return [self._fit_line([Segment(text, Role.HELP)], width) for text in HELP_TEXT]
+        on = self.settings.detectors
+        texts = [*HELP_TEXT, "", "Detectors (--detectors; * running)"]
+        texts += [f"  {'*' if n in on else ' '} {n:<11}{what}" for n, what in DETECTOR_HELP.items()]
+        return [self._fit_line([Segment(text, Role.HELP)], width) for text in texts]
 
+    def _log_lines(self, width: int) -> list[Line]:
+        log = self._alerts.log if self._alerts is not None else ()
+        texts = ["Alert log, newest first (any key closes)", *(log or ("  no alerts yet",))]
+        return [self._fit_line([Segment(text, Role.HELP)], width) for text in texts]
+
+
+# The detectors' one-line descriptions (netmon.alerts.choice.DETECTORS; not
+# imported, so that the view does not depend on the alert path).
+DETECTOR_HELP = {
+    "threshold": "a flow above --threshold",
+    "baseline": "a flow or process far above its own learned normal",
+    "fanout": "many ports of one host, or many hosts on one port",
+    "new-peer": "a process using a peer it never used",
+}
+
+# How the footer counts each detector's alerts: "3 flows (2 baseline, 1 scan)".
+DETECTOR_WORDS = {"fanout": "scan", "new-peer": "new peer"}
 
 HELP_TEXT = (
     "Keys (any key closes this help)",
@@ -797,6 +850,7 @@ HELP_TEXT = (
     "  g            switch between flows and processes",
     "  G            processes grouped by service, or not",
     "  n            show the peers' host names / addresses",
+    "  a            alert log: time, state, detector, process, peer, value",
     "  h  ?         this help",
 )
 
@@ -817,6 +871,8 @@ def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
     number of rows in the current list and `page` the rows on screen."""
     if state.help:
         return replace(state, help=False, quit=key == "q")
+    if state.log:
+        return replace(state, log=False, quit=key == "q")
     if state.editing:
         if key == "ENTER":
             return replace(state, editing=False, filter_text=state.draft, offset=0)
@@ -865,4 +921,6 @@ def apply_key(state: UIState, key: str, total: int, page: int) -> UIState:
         return replace(state, help=True)
     if key == "n":
         return replace(state, numeric=not state.numeric)
+    if key == "a":
+        return replace(state, log=True)
     return state

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from netmon.alerts.events import Subject
 from netmon.export.snapshot_view import SnapshotView
+from netmon.model import FlowKey
 from netmon.units import format_rate
 
 
@@ -29,6 +30,13 @@ class Finding:
     value: float
     limit: float
     reason: str
+    tag: str = ""  # a few words for the table ("> 8.1x usual", "scan 43 ports")
+    flows: tuple[FlowKey, ...] = ()  # the flows it flags in the table (default: key)
+
+    def flagged(self) -> tuple[FlowKey, ...]:
+        if self.flows:
+            return self.flows
+        return (self.key,) if isinstance(self.key, FlowKey) else ()
 
 
 class Detector(Protocol):
@@ -78,5 +86,6 @@ class ThresholdDetector:
                     reason = (
                         f"rate {format_rate(rate)}, not yet below {format_rate(self.clear_bps)}"
                     )
-                found.append(Finding(flow.key, Subject.of_flow(flow), rate, limit, reason))
+                tag = f"> {format_rate(limit)}"
+                found.append(Finding(flow.key, Subject.of_flow(flow), rate, limit, reason, tag))
         return found

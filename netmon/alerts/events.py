@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from netmon.model import FlowStat
+from netmon.model import FlowKey, FlowStat
 from netmon.ui.text import sanitize
 from netmon.units import format_rate
 
@@ -55,6 +55,10 @@ class Subject:
     def of_flow(cls, flow: FlowStat) -> Subject:
         k = flow.key
         return cls("flow", k.pid, flow.comm, k.protocol, k.family, k.port, k.remote_ip, k.role)
+
+    @classmethod
+    def of_flow_key(cls, k: FlowKey, comm: str) -> Subject:
+        return cls("flow", k.pid, comm, k.protocol, k.family, k.port, k.remote_ip, k.role)
 
     def describe(self) -> str:
         """Short text naming the subject, control characters made visible."""

@@ -21,12 +21,13 @@ later.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 
 from netmon.alerts.detectors import Detector
 from netmon.alerts.events import FIRING, RESOLVED, AlertEvent, Subject, format_value
 from netmon.export.snapshot_view import SnapshotView
+from netmon.model import FlowKey
 
 CLEAR_AFTER = 3
 
@@ -40,6 +41,8 @@ class _Alert:
     limit: float
     starts_at: float
     missing: int = 0  # snapshots in a row without a finding
+    tag: str = ""  # the latest finding's table tag
+    flows: tuple[FlowKey, ...] = ()  # the flows the latest finding flags
 
 
 class AlertManager:
@@ -75,6 +78,8 @@ class AlertManager:
                         peak=finding.value,
                         limit=finding.limit,
                         starts_at=view.ts,
+                        tag=finding.tag,
+                        flows=finding.flagged(),
                     )
                     self._next_id += 1
                     self.raised[detector.name] += 1
@@ -83,6 +88,8 @@ class AlertManager:
                     alert.missing = 0
                     alert.subject = finding.subject  # a renamed process shows its new name
                     alert.peak = max(alert.peak, finding.value)
+                    alert.tag = finding.tag
+                    alert.flows = finding.flagged()
             for key in [k for k in alerts if k not in seen]:
                 alert = alerts[key]
                 alert.missing += 1
@@ -109,6 +116,18 @@ class AlertManager:
     def firing(self) -> dict[str, int]:
         """Alerts firing now, per detector (every detector listed)."""
         return {name: len(alerts) for name, alerts in self._alerts.items()}
+
+    def flagged(self, skip: Collection[str] = ()) -> dict[FlowKey, list[tuple[str, str]]]:
+        """The flows of the alerts firing now, each with its (detector, tag)
+        pairs; detectors named in `skip` left out."""
+        out: dict[FlowKey, list[tuple[str, str]]] = {}
+        for detector in self.detectors:
+            if detector.name in skip:
+                continue
+            for alert in self._alerts[detector.name].values():
+                for key in alert.flows:
+                    out.setdefault(key, []).append((detector.name, alert.tag))
+        return out
 
     def firing_events(self) -> list[AlertEvent]:
         """The firing event of every alert that fires now, oldest first."""

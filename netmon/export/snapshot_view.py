@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netmon.model import FlowKey, FlowStat, Snapshot
+from netmon.model import FlowKey, FlowStat, ProcessStat, Snapshot
 
 Counts = tuple[int, int, int, int]  # bytes_sent, bytes_recv, packets_sent, packets_recv
 
@@ -64,6 +64,21 @@ class SnapshotView:
     def flow_columns(self) -> FlowColumns:
         table = self._snap.table
         return FlowColumns(table.keys, table.comms, table.counts)
+
+    def flow_rates(self) -> np.ndarray:
+        """Every flow's smoothed rate (bytes/s), in flow_columns' row order."""
+        return self._snap.table.rate_bps
+
+    def flow_pids(self) -> np.ndarray:
+        """Every flow's pid (int64), in flow_columns' row order."""
+        return self._snap.table.pid
+
+    def flow_kernel(self) -> np.ndarray:
+        """Every flow's kernel-thread flag, in flow_columns' row order."""
+        return self._snap.table.kernel
+
+    def processes(self) -> Sequence[ProcessStat]:
+        return self._snap.processes
 
     def anomalous_flows(self) -> int:
         """Flows flagged above the anomaly threshold."""

@@ -183,8 +183,8 @@ def run_ui(
                     alpha=config.alpha,
                     threshold_bps=config.threshold_bps,
                     unicode=screen.unicode,
-                    # A replay's rows carry the recording's flags (netmon.replay_status).
-                    recorded_flags=bool(getattr(feed, "recorded_flags", False)),
+                    note="detectors re-run" if getattr(config, "replay", None) else "",
+                    detectors=tuple(getattr(config, "detectors", ())),
                 )
                 state = UIState(show_kernel=config.show_kernel, numeric=config.numeric)
                 run_loop(screen, feed, settings, state, recorder, clock, alerts)

@@ -134,7 +134,7 @@ def test_header_default_order_and_anomalies(
         pid = int(line.split()[0])
         assert t.row_reverse(y) == (pid in ANOMALOUS), (pid, t.dump())
     assert not t.row_any_reverse(2)
-    assert t.line(rows - 1).startswith("⚠ ALERT: 2 flows flagged when recorded")
+    assert t.line(rows - 1).startswith("⚠ ALERT: 2 flows above 10.0 MB/s")
     # Columns line up: every row's rate ends in the same column as the title.
     rate_end = t.line(2).index("RATE▼") + len("RATE▼")
     for line in t.lines()[3 : 3 + min(visible, len(BY_RATE))]:
@@ -163,16 +163,16 @@ def test_no_anomaly_footer_and_ascii_fallback(term_factory: StartTerm, tmp_path:
     quiet = write_replay(tmp_path / "q.jsonl", [snapshot([flow(7, "calm", rate=1 * MB)])])
     t = term_factory(quiet, 80, 24)
     ready(t)
-    assert t.line(23).startswith("✓ No flows flagged when recorded")
+    assert t.line(23).startswith("✓ No anomalies detected")
     ascii_env = {"LANG": "C", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0"}
     t2 = term_factory(quiet, 80, 24, env=ascii_env)
     ready(t2)
-    assert t2.line(23).startswith("OK: No flows flagged when recorded")
+    assert t2.line(23).startswith("OK: No anomalies detected")
     assert "RATEv" in t2.line(2)
     loud = write_replay(tmp_path / "l.jsonl", [snapshot(main_snapshot())])
     t3 = term_factory(loud, 80, 24, env=ascii_env)
     ready(t3)
-    assert t3.line(23).startswith("!! ALERT: 2 flows flagged when recorded")
+    assert t3.line(23).startswith("!! ALERT: 2 flows above 10.0 MB/s")
     assert t3.text().isascii()
 
 
@@ -261,7 +261,7 @@ def test_services_column_toggle_grouping_and_filter(
         flow(pid, NAMES[pid], rate=rate, sent=pid * 1000, recv=pid * 10, service=services.get(pid))
         for pid, rate in RATES.items()
     ]
-    t = term_factory(write_replay(tmp_path / "s.jsonl", [snapshot(flows)]), cols=120)
+    t = term_factory(write_replay(tmp_path / "s.jsonl", [snapshot(flows)]), cols=160)
     ready(t)
     assert "SERVICE" in t.line(2)
     assert t.lines()[t.find_row(" delta ")].split()[:3] == ["104", "delta", "docker:3f2a1b0c9d8e"]

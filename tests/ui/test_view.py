@@ -358,29 +358,6 @@ def test_footer_ok_and_alert_states() -> None:
     )
 
 
-def test_replay_footer_counts_the_recorded_flags_and_says_so() -> None:
-    """A replay highlights the rows flagged when recorded: the footer counts
-    those, whatever today's --threshold says about their rates."""
-    replay = replace(SETTINGS, recorded_flags=True, threshold_bps=1.0)  # every rate above it
-    flagged = snapshot(
-        [flow(1, rate=5.0, anomaly=True), flow(2, rate=6.0, anomaly=True), flow(3, rate=7.0)]
-    )
-    view = make_view(flagged, replay)
-    lines = text_lines(view.frame(UIState(), 120, 10))
-    assert lines[-1].startswith("⚠️ ALERT: 2 flows flagged when recorded")
-    highlighted = [line for line in view.frame(UIState(), 120, 10).lines
-                   if line and line[0].role is Role.ANOMALY]  # fmt: skip
-    assert len(highlighted) == 2
-    calm = snapshot([flow(1, rate=5.0, anomaly=False), flow(2, rate=6.0, anomaly=False)])
-    assert text_lines(make_view(calm, replay).frame(UIState(), 120, 10))[-1].startswith(
-        "✓ No flows flagged when recorded"
-    )
-    ascii_replay = replace(replay, unicode=False)
-    assert text_lines(make_view(flagged, ascii_replay).frame(UIState(), 120, 10))[-1].startswith(
-        "!! ALERT: 2 flows flagged when recorded"
-    )
-
-
 def test_footer_counts_alerts_hidden_by_a_filter() -> None:
     view = make_view(sample())
     footer = text_lines(view.frame(UIState(filter_text="dnsmasq"), 120, 10))[-1]

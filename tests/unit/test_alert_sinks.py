@@ -214,7 +214,7 @@ def test_the_table_footer_shows_a_hostile_name_safely(tmp_path: Path) -> None:
     view = View(ViewSettings(interval_s=1.0, alpha=0.4, threshold_bps=1e7))
     view.set_snapshot(snapshot([flow(4242, name, rate=2e7)]))
     view.set_alerts(footer_alerts(AlertStatus(firing=(event(name),), events=())))
-    frame = view.frame(UIState(), 300, 10)
+    frame = view.frame(UIState(), 1000, 10)  # wide enough for the whole name
     footer = "".join(seg.text for seg in frame.lines[-1])
     assert footer.startswith("⚠️ ALERT: 1 flow above 9.5 MB/s, latest ")
     assert sanitize(name) in footer

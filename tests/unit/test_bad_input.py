@@ -48,6 +48,11 @@ def good(ts: float, interval_s: float = 1.0) -> str:
     return dumps(Snapshot(ts=ts, interval_s=interval_s, flows=(), processes=())) + "\n"
 
 
+def played(ts: float, interval_s: float = 1.0) -> str:
+    """good(ts) as a replay writes it: with the alerts its detectors found."""
+    return good(ts, interval_s)[:-2] + ',"alerts":[]}\n'
+
+
 FLOW = {
     "pid": 7, "comm": "curl", "protocol": "TCP", "family": "IPv4", "port": 443,
     "remote_ip": "192.0.2.1", "role": "client", "bytes_sent": 1, "bytes_recv": 2,
@@ -212,7 +217,7 @@ def test_a_bad_snapshot_is_one_line_naming_it_and_exit_8(
     result = netmon("--replay", str(path), "--json", "--speed", "1000000")
     assert result.returncode == 8
     assert one_error_line(result.stderr).startswith(f"netmon: {path}: line 2: {reason}")
-    assert result.stdout == good(1000.0)  # the good line before it played
+    assert result.stdout == played(1000.0)  # the good line before it played
 
 
 def test_replay_of_dev_zero_stops_at_the_line_limit() -> None:
@@ -228,7 +233,7 @@ def test_a_truncated_last_line_plays_the_rest_and_warns(tmp_path: Path) -> None:
     path.write_text(good(1000.0) + good(1001.0) + good(1002.0)[:25])
     result = netmon("--replay", str(path), "--json", "--speed", "1000000")
     assert result.returncode == 0
-    assert result.stdout == good(1000.0) + good(1001.0)
+    assert result.stdout == played(1000.0) + played(1001.0)
     assert one_error_line(result.stderr) == (
         f"netmon: warning: {path}: line 3: incomplete last line ignored "
         "(the recording was cut short)"
@@ -239,7 +244,7 @@ def test_count_1_reads_one_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text(good(1000.0) + "this line is never read\n")
     result = netmon("--replay", str(path), "--json", "--count", "1")
-    assert (result.returncode, result.stdout, result.stderr) == (0, good(1000.0), "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, played(1000.0), "")
 
 
 def test_a_huge_gap_is_shortened_not_slept(
@@ -298,9 +303,9 @@ def test_a_fifo_plays_as_its_writer_writes(tmp_path: Path) -> None:
             writer.write(good(1000.0))
             writer.flush()
             # The first snapshot comes out while the writer is still open.
-            assert _readline(proc.stdout) == good(1000.0).encode()
+            assert _readline(proc.stdout) == played(1000.0).encode()
             writer.write(good(1000.5, interval_s=0.5))
-        assert _readline(proc.stdout) == good(1000.5, interval_s=0.5).encode()
+        assert _readline(proc.stdout) == played(1000.5, interval_s=0.5).encode()
         assert proc.wait(timeout=60) == 0
         assert proc.stderr.read() == b""
     finally:
