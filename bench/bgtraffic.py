@@ -31,6 +31,14 @@ PEERS = tuple(f"127.0.0.{i}" for i in range(2, 7))
 CHUNK = 4096
 
 
+# Every name the processes of this script take (bench/detect.py tells their
+# alerts from those of whatever else ran on the machine while recording).
+PROCESS_NAMES = frozenset({
+    "bg-server", "db-client", "cache-client", "sync-agent", "web-worker", "metrics-agent",
+    "resolver", "backup-job",
+})  # fmt: skip
+
+
 def _name(comm: str) -> None:
     """The process name netmon shows (the main thread's comm)."""
     libc = ctypes.CDLL(None, use_errno=True)
