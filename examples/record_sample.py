@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -203,6 +204,7 @@ def fork(fn: Callable[[], None]) -> int:
         try:
             fn()
         except BaseException:  # a child never returns into the parent's code
+            traceback.print_exc()
             code = 1
         finally:
             os._exit(code)
