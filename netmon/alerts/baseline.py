@@ -291,9 +291,15 @@ class BaselineDetector:
                 store.alert_peak[row] = 0.0
 
     def _evict(self, now: float) -> None:
+        """Forget a flow as soon as it leaves the table (its process exited,
+        it went idle, or it was forgotten: if it comes back it is a new flow,
+        so on a busy server with churn the flows' baselines never pile up),
+        and a process name once idle for `idle_s`."""
         store = self._store
         held = np.flatnonzero(store.used)
-        store.drop(held[store.seen[held] < now - self.settings.idle_s])
+        seen = store.seen[held]
+        gone = ((store.pid[held] >= 0) & (seen < now)) | (seen < now - self.settings.idle_s)
+        store.drop(held[gone])
         excess = len(store) - self.settings.max_keys
         if excess > 0:
             held = np.flatnonzero(store.used)

@@ -134,6 +134,18 @@ def test_baseline_forgets_idle_keys_and_caps_its_memory() -> None:
     assert len(detector) == 2  # the one flow and its process; the rest were idle
 
 
+def test_baseline_forgets_a_flow_once_it_leaves_the_table() -> None:
+    """Process churn: each short-lived process's flow is forgotten as soon
+    as it is no longer listed; the baseline of the name stays."""
+    detector = BaselineDetector(BaselineSettings(idle_s=1800))
+    for t in range(100):
+        churn = [flow(5000 + t, "job", rate=KB, port=7), flow(1, "steady", rate=KB, port=9)]
+        detector.detect(SnapshotView(snapshot(churn, ts=T0 + t)), set())
+        assert len(detector) == 4  # two flows and two names, whatever came and went
+    keys = set(detector._store.index)
+    assert ProcessKey("job") in keys and ProcessKey("steady") in keys
+
+
 # -- fanout --------------------------------------------------------------
 
 
