@@ -72,18 +72,24 @@ def churn(per_minute: int, ports: list[int], stop: threading.Event) -> None:
 
 
 def steady(flows: int, stop: threading.Event) -> None:
-    """`flows` connected UDP sockets, each sending a datagram a second."""
-    socks = []
-    for i in range(flows):
+    """`flows` connected UDP sockets, each sending a datagram a second to a
+    receiver of its own (bound, never read: a port with no socket would
+    answer with ICMP port unreachable, and the next send would fail with
+    ECONNREFUSED, ending the flows)."""
+    receivers, socks = [], []
+    for _ in range(flows):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        receivers.append(rx)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.connect(("127.0.0.1", 40000 + i))
+        s.connect(rx.getsockname())
         socks.append(s)
     try:
         while not stop.wait(1.0):
             for s in socks:
                 s.send(b"steady")
     finally:
-        for s in socks:
+        for s in [*socks, *receivers]:
             s.close()
 
 
