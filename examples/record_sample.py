@@ -42,6 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from benchproc import private_etc  # noqa: E402  (the benches' private /etc)
+
 SNAPSHOTS = 12
 INTERVAL_MS = 1000
 START_WAIT_S = 120  # compiling the probes takes a few seconds, more on a busy machine
@@ -53,7 +56,6 @@ HOSTS = {
     "127.0.0.23": "metrics.internal",
     "127.0.0.30": "client.example.net",
 }
-RESOLV = "nameserver 127.0.0.1\n"
 
 DOCKER_ID = secrets.token_hex(32)
 POD_UID = str(uuid.uuid4())
@@ -252,20 +254,6 @@ def start_talks(root: Path) -> list[int]:
     return pids
 
 
-def private_etc(workdir: Path) -> list[str]:
-    hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for ip, name in HOSTS.items())
-    hosts_file, resolv_file = workdir / "hosts", workdir / "resolv.conf"
-    hosts_file.write_text(hosts)
-    resolv_file.write_text(RESOLV)
-    for path in (hosts_file, resolv_file):
-        path.chmod(0o644)
-    script = (
-        'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"'
-    )
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-            str(hosts_file), str(resolv_file)]  # fmt: skip
-
-
 def wait_for_first_line(path: Path, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_WAIT_S
     while b"\n" not in path.read_bytes():
@@ -287,7 +275,8 @@ def main() -> int:
         os.chmod(work, 0o755)
         out = work / "sample.jsonl"
         services = [arg for name in SERVICES for arg in ("--service", name)]
-        argv = [*private_etc(work), sys.executable, "-m", "netmon", "--json",
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {n}\n" for ip, n in HOSTS.items())
+        argv = [*private_etc(work, hosts), sys.executable, "-m", "netmon", "--json",
                 "--count", str(SNAPSHOTS), "--interval", str(INTERVAL_MS), *services]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with out.open("wb") as sink:
@@ -308,8 +297,12 @@ def main() -> int:
                 os.waitpid(pid, 0)
         if code != 0:
             sys.exit(f"record_sample: netmon exited with {code}")
+        # Written beside OUTPUT, then renamed over it: created anew (never an
+        # existing file or a link followed), readable like the rest of the repo.
         tmp_out = output.with_name(output.name + ".new")
-        tmp_out.write_bytes(out.read_bytes())
+        fd = os.open(tmp_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(out.read_bytes())
         os.replace(tmp_out, output)
     lines = output.read_text().splitlines()
     print(f"record_sample: wrote {output} ({len(lines)} snapshots, {output.stat().st_size} bytes)")
