@@ -375,15 +375,15 @@ class FlowTable(Sequence[FlowStat]):
 
     def with_names(self, names: Mapping[str, str]) -> FlowTable:
         """The same rows (sharing the columns), with these peer names."""
-        return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, self.anomaly,
-                         self.kernel, self._tie_rank, self.cgroups, names,
-                         self.marks)  # fmt: skip
+        return self._sharing(self.anomaly, names, self.marks)
 
     def with_marks(self, anomaly: np.ndarray, marks: Marks) -> FlowTable:
         """The same rows (sharing the columns), flagged by the alert path."""
+        return self._sharing(anomaly, self.names, marks)
+
+    def _sharing(self, anomaly: np.ndarray, names: Mapping[str, str], marks: Marks) -> FlowTable:
         return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, anomaly,
-                         self.kernel, self._tie_rank, self.cgroups, self.names,
-                         marks)  # fmt: skip
+                         self.kernel, self._tie_rank, self.cgroups, names, marks)  # fmt: skip
 
     @property
     def pid(self) -> np.ndarray:
