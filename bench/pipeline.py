@@ -70,7 +70,7 @@ from netmon.alerts.manager import AlertManager  # noqa: E402
 from netmon.export.snapshot_view import SnapshotView  # noqa: E402
 from netmon.jsonl import dumps  # noqa: E402
 from netmon.metrics import MetricsEngine  # noqa: E402
-from netmon.names import Resolver, remote_ips  # noqa: E402
+from netmon.names import Resolver, TableNamer  # noqa: E402
 from netmon.view import UIState, View, ViewSettings  # noqa: E402
 
 MB = 1024 * 1024
@@ -304,6 +304,7 @@ class Pipeline:
         self.state = UIState()
         self.cols, self.rows = cols, rows
         self.resolver = Resolver(fake_lookup) if names else None
+        self.namer = TableNamer(self.resolver) if self.resolver else None
         self.alerts = AlertManager(make_detectors(detectors, 10 * MB))
 
     def _use_cgroups(self, tree: Path) -> None:
@@ -357,11 +358,9 @@ class Pipeline:
 
     def named(self, snap: Any) -> Any:
         """What netmon.names.NamingFeed does to each snapshot."""
-        if self.resolver is None:
+        if self.namer is None:
             return snap
-        table = snap.table
-        self.resolver.request(remote_ips(table.keys))
-        return dataclasses.replace(snap, flows=table.with_names(self.resolver.names()))
+        return dataclasses.replace(snap, flows=self.namer.named(snap.table))
 
     def settled(self) -> bool:
         """Every address has had its answer (names off: always)."""

@@ -187,12 +187,14 @@ class _FlowLedger(_Ledger):
     rate: np.ndarray
     rated: np.ndarray
     pid: np.ndarray
+    uid: np.ndarray
     COLUMNS: ClassVar[dict[str, tuple[Any, tuple[int, ...]]]] = {
         **_Ledger.COLUMNS,
         "pending": (np.uint64, ()),  # bytes not yet turned into a rate
         "rate": (np.float64, ()),
         "rated": (np.bool_, ()),  # `rate` set: it had a measured interval
         "pid": (np.int64, ()),
+        "uid": (np.int64, ()),  # the flow's serial (FlowTable.uids)
     }
 
     def __init__(self) -> None:
@@ -209,6 +211,7 @@ class _FlowLedger(_Ledger):
         self.pid_values = np.zeros(0, dtype=np.int64)  # distinct pids...
         self.pid_index = np.zeros(0, dtype=np.intp)  # ...and each slot's index in them
         self.twin_of: np.ndarray | None = None  # see rank()
+        self._next_uid = 1
 
     def _added(self, ids: list[Hashable], readings: Readings) -> None:
         assert isinstance(readings, FlowReadings)
@@ -216,6 +219,8 @@ class _FlowLedger(_Ledger):
         keys = [readings.key_of(i) for i in ids]
         self.keys.extend(keys)
         self.pid[start:] = [k.pid for k in keys]
+        self.uid[start:] = np.arange(self._next_uid, self._next_uid + len(keys))
+        self._next_uid += len(keys)
         self._order_keys.extend(flow_order(k) for k in keys)
         self._tie_keys.extend(flow_tie(k) for k in keys)
         self._by_order.extend(range(start, start + len(keys)))
@@ -407,6 +412,8 @@ class MetricsEngine:
             kernel=flows.kernel[order],
             tie_rank=flows.tie_rank[order],
             cgroups=list(map(flows.cgroup.__getitem__, picked)),
+            uids=flows.uid[order],
+            slots=order,
         )
 
         processes = [

@@ -342,6 +342,8 @@ class FlowTable(Sequence[FlowStat]):
         cgroups: Sequence[Cgroup | None] | None = None,
         names: Mapping[str, str] | None = None,
         marks: Marks | None = None,
+        uids: np.ndarray | None = None,
+        slots: np.ndarray | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -353,6 +355,14 @@ class FlowTable(Sequence[FlowStat]):
         self.names: Mapping[str, str] = {} if names is None else names  # peer address -> name
         self._tie_rank = tie_rank
         self.marks: Marks = marks or {}  # flagged flows by the alert path
+        # Row identities from the metrics engine (None in a table made from
+        # records, such as a replay's). uids: each flow's serial, the same in
+        # every snapshot while the flow lives, never reused, higher for a
+        # later flow. slots: small indices the engine reuses, for per-flow
+        # caches that check them against uids. They spare the per-interval
+        # consumers (detectors, names) hashing every key.
+        self.uids = uids
+        self.slots = slots
         self._pid: np.ndarray | None = None
         self._stats: dict[int, FlowStat] = {}
 
@@ -383,7 +393,8 @@ class FlowTable(Sequence[FlowStat]):
 
     def _sharing(self, anomaly: np.ndarray, names: Mapping[str, str], marks: Marks) -> FlowTable:
         return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, anomaly,
-                         self.kernel, self._tie_rank, self.cgroups, names, marks)  # fmt: skip
+                         self.kernel, self._tie_rank, self.cgroups, names, marks,
+                         self.uids, self.slots)  # fmt: skip
 
     @property
     def pid(self) -> np.ndarray:
@@ -413,6 +424,8 @@ class FlowTable(Sequence[FlowStat]):
             cgroups=None if self.cgroups is None else list(map(self.cgroups.__getitem__, picked)),
             names=self.names,
             marks=self.marks,
+            uids=None if self.uids is None else self.uids[index],
+            slots=None if self.slots is None else self.slots[index],
         )
 
     def stat(self, row: int) -> FlowStat:
@@ -463,6 +476,13 @@ class FlowTable(Sequence[FlowStat]):
 
     def __repr__(self) -> str:
         return f"FlowTable({list(self)!r})"
+
+
+def arrived_rows(uids: np.ndarray, newest: int) -> tuple[np.ndarray, int]:
+    """The rows of flows that arrived after the flow with serial `newest`
+    (FlowTable.uids: serials only grow), and the highest serial now."""
+    new = np.flatnonzero(uids > newest)
+    return new, (int(uids[new].max()) if len(new) else newest)
 
 
 def _cgroups_of(stats: Sequence[FlowStat]) -> list[Cgroup | None] | None:

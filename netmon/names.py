@@ -24,7 +24,7 @@ from operator import attrgetter
 from queue import SimpleQueue
 
 from netmon.feed import Feed
-from netmon.model import FlowKey, Snapshot
+from netmon.model import FlowKey, FlowTable, Snapshot, arrived_rows
 
 Lookup = Callable[[str], "str | None"]
 
@@ -90,25 +90,38 @@ class Resolver:
         # Addresses with a fresh answer or a lookup in flight: nothing to do.
         self._settled: set[str | None] = {None}  # (None: a flow without a peer)
         self._next_expiry = float("inf")
+        self._walk_all = False  # the next request must check every address
         self._names: dict[str, str] = {}  # never changed once handed out
         self._jobs: SimpleQueue[str | None] = SimpleQueue()
         self._shared = _Shared()
         self._threads: list[threading.Thread] = []
         self.lookups = 0  # lookups started, for tests and benches
 
-    def request(self, ips: Iterable[str | None]) -> None:
+    def request(
+        self, ips: Iterable[str | None], arrived: Iterable[str | None] | None = None
+    ) -> None:
         """Queue lookups for the addresses without a fresh answer, in the
         given order (the busiest first) as far as there is room in flight.
         Picks up the answers that came in since the last call. `ips` is
-        iterated twice when some addresses are new: not an iterator."""
+        iterated twice when some addresses are new: not an iterator.
+
+        `arrived`, when the caller knows it: the addresses of the flows that
+        are new since the last call (a part of `ips`). Only those are then
+        checked, unless the resolver has its own reason to walk all of
+        `ips`: answers expired or were dropped, or the last call left
+        addresses for lack of room in flight."""
         self._collect()
         now = self._clock()
         if now >= self._next_expiry:
             self._expire(now)
+        if arrived is not None and not self._walk_all:
+            ips = arrived
+        self._walk_all = False
         if self._settled.issuperset(ips):  # the usual case, at C speed
             return
         room = self.settings.max_in_flight - len(self._in_flight)
         if room <= 0:
+            self._walk_all = True
             return
         todo = set(ips)
         todo -= self._settled
@@ -119,6 +132,7 @@ class Resolver:
                 picked.append(ip)  # type: ignore[arg-type]  # (None is settled)
                 if len(picked) >= room or not todo:
                     break
+        self._walk_all = bool(todo)  # some are left for want of room
         with self._shared.lock:
             self._shared.busy += len(picked)
         for ip in picked:
@@ -184,6 +198,7 @@ class Resolver:
             del self._answers[oldest]
             names.pop(oldest, None)
             self._settled.discard(oldest)
+            self._walk_all = True  # a shown address may be the one dropped
         self._names = names
 
     def _expire(self, now: float) -> None:
@@ -191,6 +206,7 @@ class Resolver:
         shown until the new answer comes)."""
         expired = [ip for ip, a in self._answers.items() if a.expires <= now]
         self._settled.difference_update(ip for ip in expired if ip not in self._in_flight)
+        self._walk_all = True
         for ip in expired:
             del self._answers[ip]
             self._answers[ip] = _Answer(self._names.get(ip), float("inf"))  # until re-answered
@@ -231,6 +247,25 @@ def remote_ips(keys: Sequence[FlowKey]) -> Peers:
     return Peers(keys)
 
 
+class TableNamer:
+    """Gives each snapshot's table the names of its peers: asks the resolver
+    for them (with the peers of the flows new since the last table, when the
+    table says which), and attaches the names known now."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self._newest = 0  # the highest flow serial seen (FlowTable.uids)
+
+    def named(self, table: FlowTable) -> FlowTable:
+        arrived: list[str | None] | None = None
+        if table.uids is not None:
+            rows, self._newest = arrived_rows(table.uids, self._newest)
+            keys = table.keys
+            arrived = [keys[row].remote_ip for row in rows.tolist()]
+        self.resolver.request(remote_ips(table.keys), arrived)
+        return table.with_names(self.resolver.names())
+
+
 class NamingFeed:
     """A feed whose snapshots carry the names of their peers: each snapshot
     asks for the names of its addresses and shows those already known."""
@@ -238,6 +273,7 @@ class NamingFeed:
     def __init__(self, feed: Feed, resolver: Resolver) -> None:
         self._feed = feed
         self.resolver = resolver
+        self._namer = TableNamer(resolver)
 
     def next_due(self) -> float | None:
         return self._feed.next_due()
@@ -258,6 +294,4 @@ class NamingFeed:
     def _named(self, snap: Snapshot | None) -> Snapshot | None:
         if snap is None:
             return None
-        table = snap.table
-        self.resolver.request(remote_ips(table.keys))
-        return replace(snap, flows=table.with_names(self.resolver.names()))
+        return replace(snap, flows=self._namer.named(snap.table))

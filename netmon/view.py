@@ -352,6 +352,20 @@ def shown_columns(state: UIState, why: bool = False) -> tuple[Column[Any], ...]:
     return columns
 
 
+def already_sorted(keys: Sequence[np.ndarray]) -> bool:
+    """Are the rows already sorted by these keys (most significant first)?
+    One vectorised pass, against a sort per snapshot."""
+    if not keys:
+        return True
+    undecided = np.ones(max(len(keys[0]) - 1, 0), dtype=bool)
+    for key in keys:
+        before, after = key[:-1], key[1:]
+        if (undecided & (after < before)).any():
+            return False
+        undecided &= after == before
+    return True
+
+
 def effective_sort(state: UIState) -> Col:
     """The sort column in force: a column the view does not have falls back
     to RATE (and comes back when switching to a view that has it)."""
@@ -576,9 +590,12 @@ class View:
             shown &= _filter_mask(table, needle)
         rows = np.flatnonzero(shown)
         assert column.table_key is not None
-        keys = [k[rows] for k in column.table_key(table)]
+        # Least significant first, as np.lexsort takes them.
+        keys = [table.tie_rank[rows], *(k[rows] for k in column.table_key(table))]
+        if already_sorted(keys[::-1]):  # the usual case: by rate, as the snapshot comes
+            return FlowRows(table, rows)
         # lexsort is stable: equal keys keep the table's (the snapshot's) order.
-        return FlowRows(table, rows[np.lexsort([table.tie_rank[rows], *keys])])
+        return FlowRows(table, rows[np.lexsort(keys)])
 
     def _base_rows(self) -> list[ProcessRow]:
         """Process rows by pid, sorted once per snapshot so that each
@@ -710,7 +727,12 @@ class View:
             titles.append(Segment(sep + fit(title, w, col.align, self._ellipsis), role))
         lines: list[Line] = [self._pad(titles, width, Role.TITLE)]
         layout_key = (
-            state.mode, width, self.settings.unicode, state.show_service, state.numeric, why
+            state.mode,
+            width,
+            self.settings.unicode,
+            state.show_service,
+            state.numeric,
+            why,
         )
         if layout_key != self._line_cache_layout:
             self._line_cache = {}

@@ -66,17 +66,15 @@ class ProcessKey:
 class _Store:
     """Per-key columns: row i belongs to `keys[i]` (None: a free row)."""
 
-    FIELDS = ("used", "pid", "mu", "var", "age", "streak", "seen", "peak", "alert_peak")
+    FIELDS = ("used", "pid", "uid", "mu", "var", "age", "streak", "seen", "peak", "alert_peak")
 
     def __init__(self) -> None:
         self.index: dict[Hashable, int] = {}
-        self.keys: list[Hashable | None] = []  # holds the key objects (see rows)
-        self._ids = np.zeros(0, dtype=np.int64)  # id() of each held key object, sorted
-        self._id_rows = np.zeros(0, dtype=np.int64)
-        self._ids_stale = False
+        self.keys: list[Hashable | None] = []
         self.free: list[int] = []
         self.used = np.zeros(0, dtype=bool)
         self.pid = np.zeros(0, dtype=np.int64)  # a flow's pid (-1 for a process key)
+        self.uid = np.zeros(0, dtype=np.int64)  # a flow's serial, once known (0: none)
         self.mu = np.zeros(0)
         self.var = np.zeros(0)
         self.age = np.zeros(0)  # seconds watched
@@ -84,41 +82,43 @@ class _Store:
         self.seen = np.zeros(0)  # ts last seen
         self.peak = np.zeros(0)  # highest normal rate, decaying
         self.alert_peak = np.zeros(0)  # highest rate while firing
+        self._row_of_slot = np.zeros(0, dtype=np.int64)  # engine slot -> row (-1: none)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def rows(self, keys: Sequence[Hashable]) -> np.ndarray:
+    def rows(
+        self, keys: Sequence[Hashable], uids: np.ndarray | None = None,
+        slots: np.ndarray | None = None,
+    ) -> np.ndarray:  # fmt: skip
         """The row of each key, added if new.
 
-        The live source hands the same key object for a flow from one
-        snapshot to the next, so rows are found by the objects' ids first
-        (vectorised; an id is only trusted for an object held in `keys`, so
-        it cannot have been reused) and by value for the rest."""
-        ids = np.fromiter(map(id, keys), np.int64, len(keys))
-        if self._ids_stale:
-            held = np.flatnonzero(self.used)
-            self._ids = np.fromiter((id(self.keys[r]) for r in held.tolist()), np.int64, len(held))
-            order = np.argsort(self._ids)
-            self._ids, self._id_rows = self._ids[order], held[order]
-            self._ids_stale = False
-        rows = np.full(len(keys), -1, dtype=np.int64)
-        if len(self._ids):
-            order = np.argsort(ids)  # sorted needles: a cache-friendly search
-            pos = np.minimum(np.searchsorted(self._ids, ids[order]), len(self._ids) - 1)
-            hit = self._ids[pos] == ids[order]
-            rows[order[hit]] = self._id_rows[pos[hit]]
-        missed = np.flatnonzero(rows < 0).tolist()
-        for i in missed:
-            key = keys[i]
+        With the engine's serials and slots (FlowTable.uids, .slots), a
+        flow's row is found through its slot, and trusted when that row
+        holds the flow's serial: a gather, no hashing. The rest (new flows,
+        flows whose slot moved, or every key without serials) by value."""
+        if uids is None or slots is None:
+            return self._rows_by_value(keys)
+        if len(slots) and int(slots.max()) >= len(self._row_of_slot):
+            grown = np.full(2 * int(slots.max()) + 64, -1, dtype=np.int64)
+            grown[: len(self._row_of_slot)] = self._row_of_slot
+            self._row_of_slot = grown
+        rows: np.ndarray = self._row_of_slot[slots]
+        known = rows >= 0
+        known[known] = self.uid[rows[known]] == uids[known]
+        missed = np.flatnonzero(~known)
+        if len(missed):
+            found = self._rows_by_value([keys[i] for i in missed.tolist()])
+            rows[missed] = found
+            self.uid[found] = uids[missed]
+            self._row_of_slot[slots[missed]] = found
+        return rows
+
+    def _rows_by_value(self, keys: Sequence[Hashable]) -> np.ndarray:
+        rows = np.empty(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):
             row = self.index.get(key)
-            if row is None:
-                row = self._add(key)
-            else:
-                self.keys[row] = key  # an equal key object: hold the new one
-            rows[i] = row
-        if missed:
-            self._ids_stale = True
+            rows[i] = self._add(key) if row is None else row
         return rows
 
     def _add(self, key: Hashable) -> int:
@@ -149,7 +149,6 @@ class _Store:
                 self.keys[row] = None
                 self.used[row] = False
                 self.free.append(row)
-                self._ids_stale = True
 
 
 class BaselineDetector:
@@ -173,33 +172,27 @@ class BaselineDetector:
         flow_comms: Sequence[str] = cols.comms
         flow_rates = view.flow_rates()
         kernel = view.flow_kernel()
+        uids, slots = cols.uids, cols.slots
         if kernel.any():  # kernel threads have no normal of their own
             user = np.flatnonzero(~kernel)
             flow_keys = [flow_keys[i] for i in user.tolist()]
             flow_comms = [flow_comms[i] for i in user.tolist()]
             flow_rates = flow_rates[user]
+            uids = None if uids is None else uids[user]
+            slots = None if slots is None else slots[user]
         store = self._store
-        flow_rows = store.rows(flow_keys)
+        flow_rows = store.rows(flow_keys, uids, slots)
         pids = store.pid[flow_rows]
-        # Per process name: the sum of its flows' rates, found through the
-        # flows' pids (vectorised) and each process's name.
+        # Per process name: the sum of its processes' rates (a process's
+        # rate is that of its flows).
         by_name: dict[str, int] = {}
         procs = [p for p in view.processes() if not p.kernel]
-        proc_pids = np.fromiter((p.pid for p in procs), np.int64, len(procs))
-        proc_name = np.fromiter(
-            (by_name.setdefault(process_name(p.comm), len(by_name)) for p in procs),
-            np.int64,
-            len(procs),
+        proc_name = [by_name.setdefault(process_name(p.comm), len(by_name)) for p in procs]
+        name_rates = np.bincount(
+            np.array(proc_name, dtype=np.int64),
+            weights=np.array([p.rate_bps for p in procs], dtype=np.float64),
+            minlength=len(by_name),
         )
-        order = np.argsort(proc_pids)
-        proc_pids, proc_name = proc_pids[order], proc_name[order]
-        name_row = np.full(len(pids), -1, dtype=np.int64)
-        if len(proc_pids):
-            pos = np.minimum(np.searchsorted(proc_pids, pids), len(proc_pids) - 1)
-            found_pid = proc_pids[pos] == pids
-            name_row[found_pid] = proc_name[pos[found_pid]]
-        named = name_row >= 0
-        name_rates = np.bincount(name_row[named], weights=flow_rates[named], minlength=len(by_name))
         proc_keys = [self._process_key(n) for n in by_name]
         keys: list[Hashable] = [*flow_keys, *proc_keys]
         n_flows = len(flow_keys)
@@ -243,22 +236,25 @@ class BaselineDetector:
 
         found = []
         flagged_names: set[int] = set()
-        for i in np.flatnonzero(report).tolist():
+        reported = np.flatnonzero(report).tolist()
+        name_of_pid = {p.pid: n for p, n in zip(procs, proc_name, strict=True)} if reported else {}
+        for i in reported:
             key = keys[i]
             if i < n_flows:
                 assert isinstance(key, FlowKey)
                 subject = Subject.of_flow_key(key, flow_comms[i])
                 flows: tuple[FlowKey, ...] = (key,)
-                flagged_names.add(int(name_row[i]))
+                flagged_names.add(name_of_pid.get(key.pid, -1))
             else:
                 if i - n_flows in flagged_names:
                     # One of its flows says it already; what the process
                     # reached counts as reached (as the flow's will).
                     store.peak[rows[i]] = max(store.peak[rows[i]], x[i])
                     continue
-                members = np.flatnonzero(name_row == i - n_flows)
-                top = int(members[np.argmax(flow_rates[members])])
-                subject = Subject("process", flow_keys[top].pid, flow_comms[top])
+                named = [p for p, n in zip(procs, proc_name, strict=True) if n == i - n_flows]
+                busiest = max(named, key=lambda p: p.rate_bps)
+                subject = Subject("process", busiest.pid, busiest.comm)
+                members = np.flatnonzero(np.isin(pids, [p.pid for p in named]))
                 flows = tuple(flow_keys[j] for j in members.tolist())
             value, usual = float(x[i]), float(mu[i])
             times = value / usual if usual > 0 else math.inf

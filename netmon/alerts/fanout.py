@@ -75,7 +75,7 @@ class FanoutDetector:
         now = view.ts
         cols = view.flow_columns()
         keys = cols.keys
-        for row in self._arrivals.rows(keys).tolist():
+        for row in self._arrivals.rows(keys, cols.uids).tolist():
             key = keys[row]
             if key.role == "server" or key.remote_ip is None or key.port == 0:
                 continue

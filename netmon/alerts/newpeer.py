@@ -64,7 +64,7 @@ class NewPeerDetector:
         now = view.ts
         cols = view.flow_columns()
         keys = cols.keys
-        new = self._arrivals.rows(keys)
+        new = self._arrivals.rows(keys, cols.uids)
         # The flows still below the floor, if they are still there.
         pending = self._arrivals.find(self._pending)
         rows = [*new.tolist(), *pending[pending >= 0].tolist()]

@@ -26,6 +26,8 @@ class FlowColumns:
     keys: Sequence[FlowKey]
     comms: Sequence[str]
     counts: np.ndarray  # (n, 4) in Counts order: uint64, or Python ints (object)
+    uids: np.ndarray | None = None  # see FlowTable.uids
+    slots: np.ndarray | None = None  # see FlowTable.slots
 
 
 class SnapshotView:
@@ -63,7 +65,7 @@ class SnapshotView:
 
     def flow_columns(self) -> FlowColumns:
         table = self._snap.table
-        return FlowColumns(table.keys, table.comms, table.counts)
+        return FlowColumns(table.keys, table.comms, table.counts, table.uids, table.slots)
 
     def flow_rates(self) -> np.ndarray:
         """Every flow's smoothed rate (bytes/s), in flow_columns' row order."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from netmon.model import Snapshot, flow_tie
 from netmon.ui.text import display_width, fit, sanitize
@@ -21,6 +25,7 @@ from netmon.view import (
     UIState,
     View,
     ViewSettings,
+    already_sorted,
     apply_key,
     layout,
 )
@@ -643,3 +648,13 @@ def test_the_process_view_groups_by_service() -> None:
     assert apply_key(state, "g", 3, 10).mode is Mode.FLOWS
     by_name = view.rows(replace(state, sort=Col.SERVICE))
     assert [r.service for r in by_name] == [None, "docker:3f2a1b0c9d8e", "nginx.service"]
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 3), min_size=0, max_size=12), min_size=1, max_size=3))
+def test_rows_already_in_order_are_recognised_exactly(columns: list[list[int]]) -> None:
+    """The view skips its sort when the rows are already in order: that
+    check must agree with the (stable) sort it replaces, ties included."""
+    n = min(len(c) for c in columns)
+    keys = [np.array(c[:n], dtype=np.int64) for c in columns]  # least significant first
+    assert already_sorted(keys[::-1]) == bool(np.array_equal(np.lexsort(keys), np.arange(n)))

@@ -257,3 +257,70 @@ def test_replay_writes_the_recorded_names(tmp_path: Path) -> None:
         ).stdout  # fmt: skip
         names = [json.loads(x)["flows"][0]["remote_name"] for x in out.splitlines()]
         assert names == [None, "recorded.netmon.test"]
+
+
+def test_only_the_peers_of_new_flows_are_checked_until_there_is_a_reason(
+    clock: FakeClock, resolvers: list[Resolver]
+) -> None:
+    """With `arrived`, a request does not walk every address: an address
+    that is neither new nor due again is not looked at (the list of all
+    addresses here names one that was never asked for: it stays unasked),
+    until an answer expires, which makes the next request walk them all."""
+    lookups = Lookups({})
+    r = resolver(lookups, clock, resolvers, negative_ttl_s=10.0)
+    r.request(["192.0.2.1"], arrived=["192.0.2.1"])
+    assert r.wait_idle(WAIT_S)
+    r.request(["192.0.2.1", "192.0.2.2", "192.0.2.3"], arrived=["192.0.2.3"])
+    assert r.wait_idle(WAIT_S)
+    assert sorted(lookups.calls) == ["192.0.2.1", "192.0.2.3"]
+    clock.advance(11.0)  # the first answer expired: every address is walked
+    r.request(["192.0.2.1", "192.0.2.2", "192.0.2.3"], arrived=[])
+    assert r.wait_idle(WAIT_S)
+    # (192.0.2.3's answer was picked up just now: still fresh.)
+    assert sorted(lookups.calls) == ["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.3"]
+
+
+def test_new_peers_left_for_want_of_room_are_asked_for_later(
+    clock: FakeClock, resolvers: list[Resolver]
+) -> None:
+    lookups = Lookups({}, hold=True)
+    r = resolver(lookups, clock, resolvers, max_in_flight=2)
+    everyone = [f"192.0.2.{n}" for n in range(1, 6)]
+    r.request(everyone, arrived=everyone)  # room for two
+    lookups.release.set()
+    assert r.wait_idle(WAIT_S)
+    for _ in range(3):  # nothing new arrives; the rest are still asked for
+        r.request(everyone, arrived=[])
+        assert r.wait_idle(WAIT_S)
+    assert sorted(lookups.calls) == everyone
+
+
+def test_the_naming_feed_asks_for_the_peers_of_new_flows_only(
+    clock: FakeClock, resolvers: list[Resolver]
+) -> None:
+    """Through the engine's flow serials: a flow seen before is not asked
+    about again, a flow that appears later is, whatever its rank."""
+    engine = MetricsEngine(0.5, 1e12, 1.0)
+    k1, k2 = key(remote_ip="192.0.2.1"), key(port=80, remote_ip="192.0.2.2")
+    lookups = Lookups({})
+    r = resolver(lookups, clock, resolvers)
+    calls: list[list[str | None] | None] = []
+    request = r.request
+
+    def spy(ips: object, arrived: list[str | None] | None = None) -> None:
+        calls.append(None if arrived is None else sorted(map(str, arrived)))
+        request(ips, arrived)  # type: ignore[arg-type]
+
+    r.request = spy  # type: ignore[method-assign]
+    snaps = [
+        engine.update(sample(0.0, {k1: fc(sent=10)})),
+        engine.update(sample(1.0, {k1: fc(sent=20)})),
+        engine.update(sample(2.0, {k1: fc(sent=30), k2: fc(sent=1)})),
+    ]
+    feed = NamingFeed(OneSnapshotFeed(snaps), r)
+    for t in (0.0, 1.0, 2.0):
+        assert feed.poll(t) is not None
+        assert r.wait_idle(WAIT_S)
+    assert calls == [["192.0.2.1"], [], ["192.0.2.2"]]
+    assert sorted(lookups.calls) == ["192.0.2.1", "192.0.2.2"]
+    feed.close()
