@@ -70,6 +70,7 @@ from netmon.alerts.manager import AlertManager  # noqa: E402
 from netmon.export.snapshot_view import SnapshotView  # noqa: E402
 from netmon.jsonl import dumps  # noqa: E402
 from netmon.metrics import MetricsEngine  # noqa: E402
+from netmon.model import RowFinder  # noqa: E402
 from netmon.names import Resolver, TableNamer  # noqa: E402
 from netmon.view import UIState, View, ViewSettings  # noqa: E402
 
@@ -306,6 +307,7 @@ class Pipeline:
         self.resolver = Resolver(fake_lookup) if names else None
         self.namer = TableNamer(self.resolver) if self.resolver else None
         self.alerts = AlertManager(make_detectors(detectors, 10 * MB))
+        self.rows = RowFinder()
 
     def _use_cgroups(self, tree: Path) -> None:
         """A directory tree standing in for the cgroup2 mount: 100 services
@@ -341,7 +343,7 @@ class Pipeline:
 
         def detect() -> Any:
             self.alerts.update(SnapshotView(snap))
-            return mark_flows(snap, self.alerts)
+            return mark_flows(snap, self.alerts, self.rows)
 
         out["snap"] = snap = stage("detect", detect)
         stage("json", lambda: dumps(snap))

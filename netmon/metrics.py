@@ -414,6 +414,7 @@ class MetricsEngine:
             cgroups=list(map(flows.cgroup.__getitem__, picked)),
             uids=flows.uid[order],
             slots=order,
+            pid=flows.pid[order],
         )
 
         processes = [

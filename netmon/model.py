@@ -14,7 +14,15 @@ Snapshot built from plain records converts them to columns once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar, overload
@@ -344,6 +352,7 @@ class FlowTable(Sequence[FlowStat]):
         marks: Marks | None = None,
         uids: np.ndarray | None = None,
         slots: np.ndarray | None = None,
+        pid: np.ndarray | None = None,
     ) -> None:
         self.keys = keys
         self.comms = comms
@@ -363,7 +372,7 @@ class FlowTable(Sequence[FlowStat]):
         # consumers (detectors, names) hashing every key.
         self.uids = uids
         self.slots = slots
-        self._pid: np.ndarray | None = None
+        self._pid = pid  # each row's pid (int64), made from the keys if not given
         self._stats: dict[int, FlowStat] = {}
 
     @classmethod
@@ -394,7 +403,7 @@ class FlowTable(Sequence[FlowStat]):
     def _sharing(self, anomaly: np.ndarray, names: Mapping[str, str], marks: Marks) -> FlowTable:
         return FlowTable(self.keys, self.comms, self.counts, self.rate_bps, anomaly,
                          self.kernel, self._tie_rank, self.cgroups, names, marks,
-                         self.uids, self.slots)  # fmt: skip
+                         self.uids, self.slots, self._pid)  # fmt: skip
 
     @property
     def pid(self) -> np.ndarray:
@@ -408,6 +417,27 @@ class FlowTable(Sequence[FlowStat]):
         if self._tie_rank is None:
             self._tie_rank = dense_rank([flow_tie(k) for k in self.keys])
         return self._tie_rank
+
+    def rows_of(self, keys: Collection[FlowKey]) -> dict[FlowKey, int]:
+        """The row of each of `keys` that is in the table, without hashing
+        every row's key: first by the key objects themselves (the live
+        source keeps one object per flow), then by value among the rows of
+        the same processes."""
+        if not keys:
+            return {}
+        wanted = np.fromiter({id(k) for k in keys}, np.int64)
+        ids = np.fromiter(map(id, self.keys), np.int64, len(self.keys))
+        found: dict[FlowKey, int] = {}
+        for row in np.flatnonzero(np.isin(ids, wanted)).tolist():
+            found[self.keys[row]] = row
+        missing = {k for k in keys if k not in found}
+        if missing:
+            pids = np.fromiter({k.pid for k in missing}, np.int64)
+            for row in np.flatnonzero(np.isin(self.pid, pids)).tolist():
+                key = self.keys[row]
+                if key in missing:
+                    found.setdefault(key, row)
+        return found
 
     def take(self, rows: np.ndarray) -> FlowTable:
         """The rows at `rows` (indices or a mask), in that order."""
@@ -426,6 +456,7 @@ class FlowTable(Sequence[FlowStat]):
             marks=self.marks,
             uids=None if self.uids is None else self.uids[index],
             slots=None if self.slots is None else self.slots[index],
+            pid=None if self._pid is None else self._pid[index],
         )
 
     def stat(self, row: int) -> FlowStat:
@@ -476,6 +507,56 @@ class FlowTable(Sequence[FlowStat]):
 
     def __repr__(self) -> str:
         return f"FlowTable({list(self)!r})"
+
+
+class RowFinder:
+    """Finds the rows of a few flow keys (the flows of the alerts firing now)
+    in each new table, without hashing every row's key each time.
+
+    A key found once is found again through its flow's slot and serial
+    (FlowTable.slots, .uids), or by its serial alone when the engine moved
+    it to another slot. A key not in the table can only come back as a new
+    flow (a higher serial), so it is looked for among the new rows only.
+    Keys asked for the first time are looked for everywhere."""
+
+    def __init__(self) -> None:
+        self._where: dict[FlowKey, tuple[int, int]] = {}  # key -> (slot, serial)
+        self._absent: set[FlowKey] = set()  # not in any row up to _newest
+        self._newest = 0  # the highest serial of the last table
+
+    def rows(self, table: FlowTable, keys: Collection[FlowKey]) -> dict[FlowKey, int]:
+        uids, slots = table.uids, table.slots
+        if uids is None or slots is None:
+            return table.rows_of(keys)
+        row_of_slot = np.full(int(slots.max()) + 1 if len(slots) else 0, -1, dtype=np.int64)
+        row_of_slot[slots] = np.arange(len(slots))
+        found: dict[FlowKey, int] = {}
+        gone: list[FlowKey] = []  # known, but not where it was
+        fresh: list[FlowKey] = []
+        for key in keys:
+            where = self._where.get(key)
+            if where is not None and where[0] < len(row_of_slot):
+                row = int(row_of_slot[where[0]])
+                if row >= 0 and uids[row] == where[1]:
+                    found[key] = row
+                    continue
+            (gone if where is not None or key in self._absent else fresh).append(key)
+        serial_of = {self._where[k][1]: k for k in gone if k in self._where}
+        if serial_of:  # moved to another slot, or gone
+            wanted = np.fromiter(serial_of, np.int64, len(serial_of))
+            for row in np.flatnonzero(np.isin(uids, wanted)).tolist():
+                found[serial_of[int(uids[row])]] = row
+        gone = [k for k in gone if k not in found]
+        if gone:  # back as a new flow?
+            arrived, _ = arrived_rows(uids, self._newest)
+            new_keys = {table.keys[row]: row for row in arrived.tolist()}
+            found.update((k, new_keys[k]) for k in gone if k in new_keys)
+        if fresh:
+            found.update(table.rows_of(fresh))
+        self._where = {k: (int(slots[r]), int(uids[r])) for k, r in found.items()}
+        self._absent = {k for k in keys if k not in found}
+        self._newest = max(self._newest, int(uids.max()) if len(uids) else 0)
+        return found
 
 
 def arrived_rows(uids: np.ndarray, newest: int) -> tuple[np.ndarray, int]:

@@ -21,7 +21,7 @@ from netmon.alerts.manager import AlertManager
 from netmon.alerts.sinks import Dispatcher
 from netmon.export.snapshot_view import SnapshotView
 from netmon.feed import Feed
-from netmon.model import FlowKey, Snapshot
+from netmon.model import FlowKey, RowFinder, Snapshot
 from netmon.units import format_rate
 from netmon.view import FooterAlerts
 
@@ -51,6 +51,7 @@ class AlertingFeed:
     ) -> None:
         self._feed = feed
         self.manager = manager
+        self._rows = RowFinder()  # the flagged flows' rows, snapshot after snapshot
         self.dispatcher = dispatcher
         self._observers = list(observers)
         self._clock = clock
@@ -109,7 +110,7 @@ class AlertingFeed:
         events = self.manager.update(view)
         if final:
             events += self.manager.resolve_all(view.ts, STOP_REASON)
-        snap = mark_flows(snap, self.manager)
+        snap = mark_flows(snap, self.manager, self._rows)
         self._last = snap
         self._events = tuple(events)
         self._log.extend(events)
@@ -157,7 +158,7 @@ def log_line(event: AlertEvent) -> str:
     )
 
 
-def mark_flows(snap: Snapshot, manager: AlertManager) -> Snapshot:
+def mark_flows(snap: Snapshot, manager: AlertManager, finder: RowFinder | None = None) -> Snapshot:
     """`snap` with its `anomaly` column and marks saying what the selected
     detectors flag now: the flows above --threshold (when `threshold` is
     selected; live, exactly the rows the metrics engine flagged) and the
@@ -182,11 +183,10 @@ def mark_flows(snap: Snapshot, manager: AlertManager) -> Snapshot:
             marks[table.keys[row]] = [(threshold.name, tag)]
     anomaly = above.copy()
     if flagged:
-        row_of = {k: i for i, k in enumerate(table.keys)}
+        row_of = (finder or RowFinder()).rows(table, flagged.keys())
         for key, pairs in flagged.items():
             row = row_of.get(key)
             if row is not None:
                 anomaly[row] = True
                 marks.setdefault(key, []).extend(pairs)
     return replace(snap, flows=table.with_marks(anomaly, marks))
-

@@ -15,7 +15,7 @@ from netmon.alerts.fanout import FanoutSettings
 from netmon.alerts.newpeer import NewPeerSettings
 from netmon.export.snapshot_view import SnapshotView
 from netmon.metrics import MetricsEngine
-from netmon.model import FlowCounters, FlowKey, FlowTable, Snapshot
+from netmon.model import FlowCounters, FlowKey, FlowTable, RowFinder, Snapshot
 
 from .helpers import fc, key, pc, sample
 
@@ -139,3 +139,46 @@ def test_serials_stay_with_their_flow_and_grow() -> None:
     assert t.uids is not None and t.slots is not None and s3.table.slots is not None
     assert t.uids.tolist() == s3.table.uids[[1, 0]].tolist()
     assert t.slots.tolist() == s3.table.slots[[1, 0]].tolist()
+
+
+def test_rows_of_finds_keys_by_object_and_by_value() -> None:
+    engine = MetricsEngine(0.4, 1e12, 1.0)
+    keys = [key(pid=1 + n % 3, port=n) for n in range(30)]
+    table = engine.update(sample(0.0, {k: fc(sent=n) for n, k in enumerate(keys)})).table
+    row_of = dict(zip(table.keys, range(len(table)), strict=True))
+    same_objects = table.keys[3:6]
+    equal_copies = [replace(k) for k in table.keys[10:12]]
+    absent = [key(pid=1, port=999), key(pid=77, port=1)]
+    got = table.rows_of([*same_objects, *equal_copies, *absent])
+    assert got == {k: row_of[k] for k in [*same_objects, *equal_copies]}
+    assert table.rows_of([]) == {}
+
+
+def test_the_row_finder_agrees_with_a_search_by_value() -> None:
+    """Over changing tables (flows retired, slots moving, flows coming back
+    under an equal key), the finder's rows are those of a plain dict."""
+    rng = random.Random(3)
+    finder = RowFinder()
+    asked: list[FlowKey] = []
+    for snap in traffic(seed=11, intervals=60):
+        table = snap.table
+        if rng.random() < 0.3 or not asked:  # the flagged set changes now and then
+            pool = [*table.keys, key(pid=1, port=7)]  # (one never in any table)
+            asked = rng.sample(pool, min(6, len(pool)))
+            asked += [replace(k) for k in rng.sample(list(table.keys), min(2, len(table)))]
+        by_value = {k: row for row, k in enumerate(table.keys)}
+        assert finder.rows(table, asked) == {k: by_value[k] for k in asked if k in by_value}
+
+
+def test_the_row_finder_sees_a_flow_come_back() -> None:
+    engine = MetricsEngine(0.4, 1e12, 1.0)
+    a, b = key(port=1), key(port=2)
+    finder = RowFinder()
+    t1 = engine.update(sample(0.0, {a: fc(sent=1), b: fc(sent=1)})).table
+    assert finder.rows(t1, [a]) == {a: t1.keys.index(a)}
+    t2 = engine.update(sample(1.0, {a: fc(sent=1), b: fc(sent=2)}, retired=frozenset({a}))).table
+    assert finder.rows(t2, [a]) == {}
+    t3 = engine.update(sample(2.0, {b: fc(sent=3)})).table
+    assert finder.rows(t3, [a]) == {}
+    t4 = engine.update(sample(3.0, {a: fc(sent=5), b: fc(sent=4)})).table
+    assert finder.rows(t4, [a]) == {a: t4.keys.index(a)}
