@@ -38,7 +38,7 @@ Flows forgotten after `forget_after_s` are dropped from the columns.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from itertools import pairwise
+from itertools import count, islice, pairwise
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -59,6 +59,10 @@ from netmon.model import (
     flow_order,
     flow_tie,
 )
+
+# Flow serials (FlowTable.uids): unique in the process, so that a consumer
+# that outlives an engine never sees one again.
+_SERIALS = count(1)
 
 
 class _Ledger:
@@ -211,7 +215,6 @@ class _FlowLedger(_Ledger):
         self.pid_values = np.zeros(0, dtype=np.int64)  # distinct pids...
         self.pid_index = np.zeros(0, dtype=np.intp)  # ...and each slot's index in them
         self.twin_of: np.ndarray | None = None  # see rank()
-        self._next_uid = 1
 
     def _added(self, ids: list[Hashable], readings: Readings) -> None:
         assert isinstance(readings, FlowReadings)
@@ -219,8 +222,7 @@ class _FlowLedger(_Ledger):
         keys = [readings.key_of(i) for i in ids]
         self.keys.extend(keys)
         self.pid[start:] = [k.pid for k in keys]
-        self.uid[start:] = np.arange(self._next_uid, self._next_uid + len(keys))
-        self._next_uid += len(keys)
+        self.uid[start:] = np.fromiter(islice(_SERIALS, len(keys)), np.int64, len(keys))
         self._order_keys.extend(flow_order(k) for k in keys)
         self._tie_keys.extend(flow_tie(k) for k in keys)
         self._by_order.extend(range(start, start + len(keys)))
