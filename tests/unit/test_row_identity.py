@@ -182,3 +182,10 @@ def test_the_row_finder_sees_a_flow_come_back() -> None:
     assert finder.rows(t3, [a]) == {}
     t4 = engine.update(sample(3.0, {a: fc(sent=5), b: fc(sent=4)})).table
     assert finder.rows(t4, [a]) == {a: t4.keys.index(a)}
+
+
+def test_serials_are_never_reused_even_by_another_engine() -> None:
+    first = MetricsEngine(0.4, 1e12, 1.0).update(sample(0.0, {key(port=1): fc(sent=1)})).table
+    second = MetricsEngine(0.4, 1e12, 1.0).update(sample(0.0, {key(port=1): fc(sent=1)})).table
+    assert first.uids is not None and second.uids is not None
+    assert int(second.uids.min()) > int(first.uids.max())
