@@ -2,7 +2,9 @@
 """TCP throughput over loopback with and without netmon (and nethogs) attached.
 
 The workload is iperf3: a one-off server (`iperf3 -s -1`) on 127.0.0.1 and a
-client (`iperf3 -c 127.0.0.1 -J -t T`), once with 256-byte writes (`-l 256`,
+client (`iperf3 -c 127.0.0.1 -J -t T`), pinned to CPUs 0 and 1 (`--pin`:
+without it, whether the scheduler puts the two on one CPU or two moves the
+throughput by +-20% from run to run), once with 256-byte writes (`-l 256`,
 chatty: one send per 256 bytes) and once with iperf3's default 128 KiB
 writes. Each round runs both write sizes in each configuration, in a rotating
 order so drift and background load hit every configuration alike:
@@ -79,16 +81,42 @@ class IperfRun:
 
 
 # ------------------------------------------------------------------ iperf3
+def pin_args(pin: tuple[int, int] | None, side: int) -> list[str]:
+    """iperf3's CPU affinity (-A) for the client (side 0) or the server (1)."""
+    return [] if pin is None else ["-A", str(pin[side])]
+
+
+def parse_pin(text: str) -> tuple[int, int] | None:
+    if text == "none":
+        return None
+    try:
+        client, server = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("want CLIENT_CPU,SERVER_CPU or 'none'") from None
+    return client, server
+
+
 def run_iperf(args: argparse.Namespace, config: str, rnd: int, length: str) -> IperfRun:
     port = free_tcp_port()
     server = PipeMonitor(
-        [args.iperf3, "-s", "-1", "-B", "127.0.0.1", "-p", str(port), "--forceflush"],
+        [
+            args.iperf3,
+            "-s",
+            "-1",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--forceflush",
+            *pin_args(args.pin, 1),
+        ],
         watch=lambda chunk: b"Server listening" in chunk,
     )
     try:
         if not wait_event(server.drain.matched, server.proc, 10):
             server.fail("the iperf3 server did not start listening")
-        argv = [args.iperf3, "-c", "127.0.0.1", "-p", str(port), "-J", "-t", str(args.time)]
+        argv = [args.iperf3, "-c", "127.0.0.1", "-p", str(port), "-J", "-t", str(args.time),
+                *pin_args(args.pin, 0)]  # fmt: skip
         if length != "default":
             argv += ["-l", length]
         client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -229,7 +257,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["counted_recv"] = sum(r.counted_recv or 0 for r in mine)
             results.append(row)
     return {
-        "workload": f"iperf3 TCP over 127.0.0.1, {args.time} s per run",
+        "workload": f"iperf3 TCP over 127.0.0.1, {args.time} s per run"
+        + (f", client on CPU {args.pin[0]}, server on CPU {args.pin[1]}" if args.pin else ""),
         "rounds": args.rounds,
         "time_s": args.time,
         "lengths": args.lengths,
@@ -301,6 +330,15 @@ def main() -> int:
         "--configs",
         default=",".join(CONFIGS),
         help=f"comma-separated, from {','.join(CONFIGS)} (default: all)",
+    )
+    parser.add_argument(
+        "--pin",
+        type=parse_pin,
+        default=parse_pin("0,1") if (os.cpu_count() or 1) >= 2 else None,
+        metavar="CLIENT,SERVER",
+        help="CPUs for the iperf3 client and server (iperf3 -A; default 0,1 with two or more "
+        "CPUs): where the scheduler puts them changes the throughput more than anything "
+        "measured here. 'none' leaves it to the scheduler",
     )
     parser.add_argument("--iperf3", default="iperf3", help="iperf3 executable")
     parser.add_argument("--netmon", default=DEFAULT_NETMON, help="netmon executable")
