@@ -27,6 +27,18 @@ from netmon.sources.live import import_bcc, program_cflags
 # variant -> (text to find, replacement); each removes one piece of work.
 VARIANTS: dict[str, tuple[str, str] | None] = {
     "netmon (unmodified)": None,
+    "traffic_map a plain per-CPU hash (no LRU)": (
+        'BPF_TABLE("lru_percpu_hash", struct traffic_key, struct traffic_stats, traffic_map,',
+        'BPF_TABLE("percpu_hash", struct traffic_key, struct traffic_stats, traffic_map,',
+    ),
+    "pid_stats a plain per-CPU hash (no LRU)": (
+        'BPF_TABLE("lru_percpu_hash", __u32, struct traffic_stats, pid_stats,',
+        'BPF_TABLE("percpu_hash", __u32, struct traffic_stats, pid_stats,',
+    ),
+    "sock_idents a plain hash (no LRU)": (
+        'BPF_TABLE("lru_hash", __u64, struct sock_ident, sock_idents,',
+        'BPF_TABLE("hash", __u64, struct sock_ident, sock_idents,',
+    ),
     "without the pid_stats update": (
         "    struct traffic_stats *ps = pid_stats.lookup(&pid);\n    if (!ps) {",
         "    struct traffic_stats *ps = 0;\n    if (0) {",
