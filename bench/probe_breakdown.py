@@ -3,7 +3,8 @@
 
 Loads variants of bpf/netmon.bpf.c, each with one piece of the per-event work
 removed, and measures `sock:sock_send_length`'s ns per run (bpf_stats) over
-the one-byte connected UDP send loop of bench/overhead.py. The variants run
+a one-byte UDP send loop of bench/overhead.py (a connected `send`, or with
+--workload sendto an unconnected `sendto`). The variants run
 interleaved for several rounds; the report gives each variant's median and its
 difference to the unmodified program, i.e. what that piece costs.
 
@@ -39,6 +40,14 @@ VARIANTS: dict[str, tuple[str, str] | None] = {
         'BPF_TABLE("lru_hash", __u64, struct sock_ident, sock_idents,',
         'BPF_TABLE("hash", __u64, struct sock_ident, sock_idents,',
     ),
+    "unconnected: without the syscall's registers": (
+        "    bpf_probe_read_kernel(&nr, sizeof(nr), regs + NETMON_REGS_NR);\n",
+        "    return 0;\n",
+    ),
+    "unconnected: without reading the user sockaddr": (
+        "    if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))",
+        "    if (1)",
+    ),
     "without the pid_stats update": (
         "    struct traffic_stats *ps = pid_stats.lookup(&pid);\n    if (!ps) {",
         "    struct traffic_stats *ps = 0;\n    if (0) {",
@@ -72,14 +81,14 @@ def variant_source(edit: tuple[str, str] | None, workdir: Path) -> Path:
     return path
 
 
-def measure(bcc: object, source: Path, loop: Path, n: int) -> float:
+def measure(bcc: object, source: Path, loop: Path, n: int, workload: str) -> float:
     """ns per run of the send program over one loop run."""
     bpf = bcc.BPF(src_file=str(source), cflags=program_cflags("socket", 10240))  # type: ignore[attr-defined]
     try:
         prog_id = bpf.load_func(PROGRAM.encode(), bcc.BPF.TRACEPOINT).fd  # type: ignore[attr-defined]
         bpf.attach_tracepoint(tp=TRACEPOINT, fn_name=PROGRAM)  # type: ignore[attr-defined]
         before = read_prog_stats_by_fd(prog_id)
-        run_loop(loop, "send", n, 10000)
+        run_loop(loop, workload, n, 10000)
         after = read_prog_stats_by_fd(prog_id)
         runs = after[0] - before[0]
         return (after[1] - before[1]) / runs if runs else float("nan")
@@ -98,6 +107,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200_000, help="sends per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--workload",
+        choices=("send", "sendto"),
+        default="send",
+        help="the loop: a connected socket's send() (default), or an unconnected sendto(), "
+        "whose peer is read from the syscall's arguments (the 'unconnected:' variants)",
+    )
     args = parser.parse_args()
     bcc = import_bcc()
     results: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -107,10 +123,13 @@ def main() -> int:
         sources = {name: variant_source(edit, workdir) for name, edit in VARIANTS.items()}
         for round_no in range(args.rounds):
             for name, source in sources.items():
-                results[name].append(measure(bcc, source, loop, args.n))
+                results[name].append(measure(bcc, source, loop, args.n, args.workload))
             print(f"  round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     base = statistics.median(results["netmon (unmodified)"])
-    print(f"sock:sock_send_length, ns per run, median of {args.rounds} interleaved rounds")
+    print(
+        f"sock:sock_send_length, ns per run, {args.workload} loop, "
+        f"median of {args.rounds} interleaved rounds"
+    )
     print(f"{'variant':45} {'ns/run':>8} {'saves':>8}")
     for name, values in results.items():
         median = statistics.median(values)
