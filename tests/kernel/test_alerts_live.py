@@ -70,7 +70,10 @@ def test_alert_fires_and_resolves_through_every_sink(spawn: Any, tmp_path: Path)
     hook.chmod(0o755)
     alerts_file = tmp_path / "alerts.jsonl"
     netmon = Netmon(
-        "--json", "--interval", "200", "--threshold", "200K", "--user", "nobody",
+        # (threshold only: this is about the sinks, and a scan or a sweep by
+        # something else on the machine must not take the hanging hook first)
+        "--json", "--interval", "200", "--threshold", "200K", "--detectors", "threshold",
+        "--user", "nobody",
         "--alerts", str(alerts_file), "--alert-exec", str(hook), "--alert-exec-timeout", "600",
     )  # fmt: skip
     try:
