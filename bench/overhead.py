@@ -2,7 +2,9 @@
 """How much netmon's probes slow down a syscall-heavy program.
 
 The workloads come from bench/udp_send_loop.c, compiled here with gcc; each
-runs N timed iterations of one-byte UDP traffic on loopback:
+runs N timed iterations of one-byte UDP traffic on loopback, on one CPU (the
+last, unless --cpu says otherwise: a loop left to the scheduler moves between
+CPUs and its time per iteration doubles from one run to the next):
 
   sendrecv  an unconnected sendto() to a bound receiver, then recv() of it
   send      a connected socket, send() only
@@ -105,9 +107,15 @@ def compile_loop(workdir: Path) -> Path:
     return binary
 
 
-def run_loop(binary: Path, workload: str, n: int, warmup: int) -> LoopResult:
+def run_loop(
+    binary: Path, workload: str, n: int, warmup: int, cpu: int | None = None
+) -> LoopResult:
+    """One run of the loop; on CPU `cpu` only, if given."""
     proc = subprocess.Popen(
-        [str(binary), workload, str(n), str(warmup)], stdout=subprocess.PIPE, text=True
+        [str(binary), workload, str(n), str(warmup)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu})),
     )
     out, _ = proc.communicate()
     if proc.returncode != 0:
@@ -593,7 +601,7 @@ def stats_runs(
     for workload in args.workloads:
         with bpf_stats_enabled():
             before = read_prog_stats(attached.pid)
-            extra = run_loop(binary, workload, args.n, args.warmup)
+            extra = run_loop(binary, workload, args.n, args.warmup, args.cpu)
             after = read_prog_stats(attached.pid)
         runs.append(extra)
         for prog, (cnt, ns) in stats_delta(before, after).items():
@@ -640,7 +648,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     # Last, so that netmon counts them right after: a busy table
                     # (others' flows) has less time to evict the loops' flows.
                     for workload in args.workloads:
-                        loops.append((workload, run_loop(binary, workload, args.n, args.warmup)))
+                        result = run_loop(binary, workload, args.n, args.warmup, args.cpu)
+                        loops.append((workload, result))
                 finally:
                     if attached is not None:
                         counted = attached.finish([loop.pid for _, loop in loops])
@@ -720,6 +729,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_per_run": args.n,
         "warmup": args.warmup,
         "rounds": args.rounds,
+        "cpu": args.cpu,
         "configs": configs,
         "skipped": args.skipped,
         "attach": args.attach,
@@ -740,7 +750,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"{report['n_per_run']} timed iterations per run after {report['warmup']} warm-up, "
         f"{report['rounds']} rounds in rotated order, netmon attached "
         f"{'in its own process (LiveSource)' if report['attach'] == 'inproc' else 'as the CLI'}, "
-        f"kernel {report['kernel']}, {report['cpus']} CPUs"
+        f"kernel {report['kernel']}, {report['cpus']} CPUs, "
+        + ("loops unpinned" if report.get("cpu") is None else f"loops on CPU {report['cpu']}")
     )
     for workload in dict.fromkeys(r["workload"] for r in report["results"]):
         print(f"  {workload}: {report['workloads'][workload]}")
@@ -812,6 +823,17 @@ def print_table(report: dict[str, Any]) -> None:
         )
 
 
+def parse_cpu(text: str) -> int | None:
+    if text == "none":
+        return None
+    if text == "last":
+        return max(os.sched_getaffinity(0))
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("want a CPU number, 'last' or 'none'") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -821,6 +843,15 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=200_000, help="timed iterations per run")
     parser.add_argument("--warmup", type=int, default=10_000, help="untimed iterations first")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (default: 7)")
+    parser.add_argument(
+        "--cpu",
+        type=parse_cpu,
+        default=parse_cpu("last"),
+        metavar="N|last|none",
+        help="run the loops on this CPU only (default: the last one). Left to the "
+        "scheduler, the loop migrates between CPUs and its baseline doubles from run "
+        "to run, which makes every ratio smaller and noisier",
+    )
     parser.add_argument(
         "--workloads",
         default=DEFAULT_WORKLOADS,
