@@ -13,8 +13,11 @@ echo "check_wheel: building the wheel"
 $PIP wheel -q --no-deps -w "$TMP/dist" "$ROOT"
 wheel=$(ls "$TMP"/dist/netmon-*.whl)
 echo "check_wheel: $(basename "$wheel")"
+# The listing is read whole first: `zipfile -l | grep -q` fails under pipefail
+# whenever grep stops reading before zipfile has written everything.
+members=$(/usr/bin/python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$wheel")
 for member in netmon/bpf/netmon.bpf.c netmon/bpf/netmon.h netmon/cli.py; do
-    /usr/bin/python3 -m zipfile -l "$wheel" | grep -q " *$member " ||
+    grep -qx "$member" <<<"$members" ||
         { echo "check_wheel: $member is missing from the wheel" >&2; exit 1; }
 done
 
