@@ -32,6 +32,10 @@ out in a temporary git worktree and runs its bench/pipeline.py and this one
 alternately, `--rounds` times each, and prints both sets of medians (the
 median over rounds of each round's median) with their ratio.
 
+`--scan N` makes N of the flows one process's scan of N ports of one host:
+the fanout detector fires on it, and the alert path marks its flows (at
+most 64 of them) in every interval's table.
+
 `--idle-timeout S` has the source track idle flows as `netmon --idle-timeout`
 does (every flow here moves on every interval, so none is removed: this
 times the tracking); 0, the default, leaves it off.
@@ -155,7 +159,9 @@ class FakeTable:
 class FakeKernel:
     """N flows of ~P processes; every flow moves bytes before every read."""
 
-    def __init__(self, flows: int, pids: int, seed: int, churn: float = 0.0) -> None:
+    def __init__(
+        self, flows: int, pids: int, seed: int, churn: float = 0.0, scan: int = 0
+    ) -> None:
         rnd = random.Random(seed)
         self.churn = churn
         self.rnd = rnd
@@ -174,6 +180,14 @@ class FakeKernel:
         self.comm = {pid: NAMES[i % len(NAMES)].encode()[:15] for i, pid in enumerate(pid_list)}
         self.pid_list = pid_list
         self.seen: set[bytes] = set()
+        for i in range(min(scan, flows)):  # one process, one host, `scan` ports
+            raw = self._scan_key(pid_list[0], 30000 + i)
+            self.seen.add(raw)
+            self.keys.append(raw)
+            self.stats.append([0, 0, 0, 0])
+            self.mean.append(200.0)
+            self.pid_of.append(pid_list[0])
+            self.proto_of.append(ABI.values["PROTO_UDP"])
         while len(self.keys) < flows:
             raw, pid, protocol = self._new_key()
             self.keys.append(raw)
@@ -188,6 +202,17 @@ class FakeKernel:
     def with_cgroups(self, ids: list[int]) -> None:
         """Put the processes in these cgroups, in turn."""
         self.cgroup_of = {pid: ids[i % len(ids)] for i, pid in enumerate(self.pid_list)}
+
+    @staticmethod
+    def _scan_key(pid: int, port: int) -> bytes:
+        k = TrafficKey()
+        k.pid = pid
+        k.family = ABI.values["FAMILY_IPV4"]
+        k.protocol = ABI.values["PROTO_UDP"]
+        k.role = ABI.values["ROLE_CLIENT"]
+        k.port = port
+        k.remote_ip[:] = [10, 66, 66, 66] + [0] * 12
+        return bytes(k)
 
     def _new_key(self) -> tuple[bytes, int, int]:
         rnd, proto = self.rnd, ABI.values
@@ -307,7 +332,7 @@ class Pipeline:
         self.resolver = Resolver(fake_lookup) if names else None
         self.namer = TableNamer(self.resolver) if self.resolver else None
         self.alerts = AlertManager(make_detectors(detectors, 10 * MB))
-        self.rows = RowFinder()
+        self.row_finder = RowFinder()
 
     def _use_cgroups(self, tree: Path) -> None:
         """A directory tree standing in for the cgroup2 mount: 100 services
@@ -343,7 +368,7 @@ class Pipeline:
 
         def detect() -> Any:
             self.alerts.update(SnapshotView(snap))
-            return mark_flows(snap, self.alerts, self.rows)
+            return mark_flows(snap, self.alerts, self.row_finder)
 
         out["snap"] = snap = stage("detect", detect)
         stage("json", lambda: dumps(snap))
@@ -355,6 +380,7 @@ class Pipeline:
         stage("view", view)
         stage("frame", lambda: self.view.frame(self.state, self.cols, self.rows))
         self.flows_shown = len(snap.flows)
+        self.flagged = int(np.count_nonzero(snap.table.anomaly))
         self.names_shown = len(snap.table.names)
         return times
 
@@ -388,7 +414,7 @@ TABLE_STAGES = ("read", "metrics", "publish", "names", "detect", "view", "frame"
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One configuration (--names off or on), or both side by side."""
     configs = {"off": [False], "on": [True], "both": [False, True]}[args.names]
-    kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
+    kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn, args.scan)
     pipes = [
         Pipeline(kernel, args.cols, args.rows, args.idle_timeout, names=n, detectors=args.detectors)
         for n in configs
@@ -433,6 +459,8 @@ def _result(
         "names_shown": pipe.names_shown,
         "flows": args.flows,
         "flows_shown": pipe.flows_shown,  # of the last interval
+        "flagged": pipe.flagged,  # flows marked by the alert path, last interval
+        "scan": args.scan,
         "pids": args.pids,
         "detectors": ",".join(args.detectors) or "none",
         "churn": args.churn,
@@ -453,7 +481,7 @@ def held_memory(args: argparse.Namespace) -> float:
     import tracemalloc
 
     tree = str(Path(netmon.__file__).resolve().parent)
-    kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn)
+    kernel = FakeKernel(args.flows, args.pids, args.seed, args.churn, args.scan)
     tracemalloc.start(32)
     pipe = Pipeline(
         kernel, args.cols, args.rows, args.idle_timeout, names=args.names == "on",
@@ -478,6 +506,8 @@ def print_report(result: dict[str, Any]) -> None:
           f"Python {result['python']}")  # fmt: skip
     print(f"netmon from {result['netmon']}")
     print(f"distinct peer addresses {result['addresses']}, names shown {result['names_shown']}")
+    if "flagged" in result:
+        print(f"port scan flows {result.get('scan', 0)}, flows flagged {result['flagged']}")
     if result["names"] == "both":
         off, on = result["names_off"], result["median_ms"]
         print("names off and on, side by side, alternating which goes first")
@@ -552,6 +582,14 @@ def main() -> int:
         help="share of the flows replaced by new ones every interval",
     )
     ap.add_argument(
+        "--scan",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N of the flows are one process's port scan of one host, so that the fanout "
+        "detector fires and the flagged flows are marked every interval (0: none)",
+    )
+    ap.add_argument(
         "--idle-timeout",
         type=float,
         default=0.0,
@@ -583,6 +621,8 @@ def main() -> int:
             rest.append(f"--idle-timeout={args.idle_timeout}")
         if args.names != "off":  # nor --names
             rest.append(f"--names={args.names}")
+        if args.scan:  # nor --scan
+            rest.append(f"--scan={args.scan}")
         return against(args, rest)
     result = run(args)
     if args.memory:
