@@ -37,28 +37,47 @@ def keep_pids(snap: Snapshot, pids: frozenset[int]) -> Snapshot:
     )
 
 
-class PidFilter:
-    """A feed that shows only some processes (`netmon --pid`)."""
+def flush_feed(feed: Feed, now: float) -> Snapshot | None:
+    """The feed's last snapshot on shutdown, from feeds that can flush (the
+    live feed); None from the others."""
+    flush = getattr(feed, "flush", None)
+    return flush(now) if flush is not None else None
 
-    def __init__(self, feed: Feed, pids: frozenset[int]) -> None:
+
+class SnapshotFilter:
+    """A feed that passes on its inner feed's snapshots, each cut down by
+    `keep`."""
+
+    def __init__(self, feed: Feed) -> None:
         self._feed = feed
-        self._pids = pids
+
+    def keep(self, snap: Snapshot) -> Snapshot:
+        raise NotImplementedError
 
     def next_due(self) -> float | None:
         return self._feed.next_due()
 
     def poll(self, now: float) -> Snapshot | None:
         snap = self._feed.poll(now)
-        return None if snap is None else keep_pids(snap, self._pids)
+        return None if snap is None else self.keep(snap)
 
     def flush(self, now: float) -> Snapshot | None:
-        """Forwarded to feeds that can flush (the live feed), else None."""
-        flush = getattr(self._feed, "flush", None)
-        snap = flush(now) if flush is not None else None
-        return None if snap is None else keep_pids(snap, self._pids)
+        snap = flush_feed(self._feed, now)
+        return None if snap is None else self.keep(snap)
 
     def close(self) -> None:
         self._feed.close()
+
+
+class PidFilter(SnapshotFilter):
+    """A feed that shows only some processes (`netmon --pid`)."""
+
+    def __init__(self, feed: Feed, pids: frozenset[int]) -> None:
+        super().__init__(feed)
+        self._pids = pids
+
+    def keep(self, snap: Snapshot) -> Snapshot:
+        return keep_pids(snap, self._pids)
 
 
 def _named(names: frozenset[str], service: str | None, cgroup: str | None) -> bool:
@@ -86,18 +105,12 @@ def keep_services(snap: Snapshot, names: frozenset[str]) -> Snapshot:
     )
 
 
-class ServiceFilter(PidFilter):
+class ServiceFilter(SnapshotFilter):
     """A feed that shows only some services (`netmon --service`)."""
 
     def __init__(self, feed: Feed, names: frozenset[str]) -> None:
-        super().__init__(feed, frozenset())
+        super().__init__(feed)
         self._names = names
 
-    def poll(self, now: float) -> Snapshot | None:
-        snap = self._feed.poll(now)
-        return None if snap is None else keep_services(snap, self._names)
-
-    def flush(self, now: float) -> Snapshot | None:
-        flush = getattr(self._feed, "flush", None)
-        snap = flush(now) if flush is not None else None
-        return None if snap is None else keep_services(snap, self._names)
+    def keep(self, snap: Snapshot) -> Snapshot:
+        return keep_services(snap, self._names)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from queue import SimpleQueue
 
-from netmon.feed import Feed
+from netmon.feed import Feed, flush_feed
 from netmon.model import FlowKey, FlowTable, Snapshot, arrived_rows
 
 Lookup = Callable[[str], "str | None"]
@@ -282,8 +282,7 @@ class NamingFeed:
         return self._named(self._feed.poll(now))
 
     def flush(self, now: float) -> Snapshot | None:
-        flush = getattr(self._feed, "flush", None)
-        return self._named(flush(now) if flush is not None else None)
+        return self._named(flush_feed(self._feed, now))
 
     def close(self) -> None:
         try:

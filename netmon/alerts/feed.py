@@ -20,7 +20,7 @@ from netmon.alerts.events import AlertEvent, format_value
 from netmon.alerts.manager import AlertManager
 from netmon.alerts.sinks import Dispatcher
 from netmon.export.snapshot_view import SnapshotView
-from netmon.feed import Feed
+from netmon.feed import Feed, flush_feed
 from netmon.model import FlowKey, RowFinder, Snapshot
 from netmon.units import format_rate
 from netmon.view import FooterAlerts
@@ -72,8 +72,7 @@ class AlertingFeed:
     def flush(self, now: float) -> Snapshot | None:
         """The feed's last snapshot on shutdown (feeds that can flush): its
         events also resolve every alert still firing."""
-        flush = getattr(self._feed, "flush", None)
-        snap = flush(now) if flush is not None else None
+        snap = flush_feed(self._feed, now)
         if snap is not None:
             snap = self._handle(snap, final=True)
         return snap
