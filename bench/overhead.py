@@ -4,7 +4,7 @@
 The workloads come from bench/udp_send_loop.c, compiled here with gcc; each
 runs N timed iterations of one-byte UDP traffic on loopback, on one CPU (the
 last, unless --cpu says otherwise: a loop left to the scheduler moves between
-CPUs and its time per iteration doubles from one run to the next):
+CPUs, which slows it and makes its time per iteration vary more):
 
   sendrecv  an unconnected sendto() to a bound receiver, then recv() of it
   send      a connected socket, send() only
@@ -849,8 +849,8 @@ def main() -> int:
         default=parse_cpu("last"),
         metavar="N|last|none",
         help="run the loops on this CPU only (default: the last one). Left to the "
-        "scheduler, the loop migrates between CPUs and its baseline doubles from run "
-        "to run, which makes every ratio smaller and noisier",
+        "scheduler, the loop migrates between CPUs, which slows the baseline and so "
+        "makes every ratio smaller",
     )
     parser.add_argument(
         "--workloads",

@@ -3,8 +3,8 @@
 
 The workload is iperf3: a one-off server (`iperf3 -s -1`) on 127.0.0.1 and a
 client (`iperf3 -c 127.0.0.1 -J -t T`), pinned to CPUs 0 and 1 (`--pin`:
-without it, whether the scheduler puts the two on one CPU or two moves the
-throughput by +-20% from run to run), once with 256-byte writes (`-l 256`,
+without it, whether the scheduler puts the two on one CPU or two changes
+the throughput from run to run), once with 256-byte writes (`-l 256`,
 chatty: one send per 256 bytes) and once with iperf3's default 128 KiB
 writes. Each round runs both write sizes in each configuration, in a rotating
 order so drift and background load hit every configuration alike:
@@ -337,8 +337,8 @@ def main() -> int:
         default=parse_pin("0,1") if (os.cpu_count() or 1) >= 2 else None,
         metavar="CLIENT,SERVER",
         help="CPUs for the iperf3 client and server (iperf3 -A; default 0,1 with two or more "
-        "CPUs): where the scheduler puts them changes the throughput more than anything "
-        "measured here. 'none' leaves it to the scheduler",
+        "CPUs): where the scheduler puts them changes the throughput from run to run. "
+        "'none' leaves it to the scheduler",
     )
     parser.add_argument("--iperf3", default="iperf3", help="iperf3 executable")
     parser.add_argument("--netmon", default=DEFAULT_NETMON, help="netmon executable")
