@@ -407,14 +407,17 @@ def _stderr_text(f: IO[bytes]) -> str:
 class HeldProcess:
     """A configuration attached by `overhead.py --hold SPEC` in its own process."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, against: Path | None = None) -> None:
         self.spec = spec
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
+        command = [sys.executable, str(Path(__file__).resolve()), "--hold", spec]
+        env = None
+        if against is not None:  # the other checkout's netmon, and its own copy of this script
+            command = [sys.executable, "-S", str(against / "bench" / "overhead.py"), "--hold"]
+            command.append(spec.removesuffix("@against"))
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(against), *_site_dirs()])}
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--hold", spec],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )
         self.pid = self.proc.pid
         assert self.proc.stdout is not None
@@ -543,18 +546,29 @@ class Nethogs:
         return None
 
 
+def _site_dirs() -> list[str]:
+    """This interpreter's package directories, for a child started with -S
+    (so that this checkout's editable install does not shadow the other's)."""
+    import site
+
+    dirs = [*site.getsitepackages(), "/usr/lib/python3/dist-packages"]
+    return [d for d in dirs if Path(d).is_dir()]
+
+
 def attach(config: str, args: argparse.Namespace) -> Attached:
     if config == "nethogs":
         return Nethogs(args.nethogs_path, shlex.split(args.nethogs_args))
-    if config.startswith("netmon") and args.attach == "cli":
+    if config.startswith("netmon") and "@" not in config and args.attach == "cli":
         probes = config.split(":", 1)[1] if ":" in config else "auto"
         return NetmonCli(probes, [*args.etc_prefix, args.netmon], args.interval)
-    return HeldProcess(config)
+    return HeldProcess(config, args.against if config.endswith("@against") else None)
 
 
 def check_config(config: str) -> str | None:
     """Why `config` is not a configuration this script knows, or None."""
     if config in NOOP_PROGRAMS or config in ("netmon", "nethogs"):
+        return None
+    if config in ("netmon@against", "netmon:socket@against"):
         return None
     if config.startswith("netmon:") and config.split(":", 1)[1] in ("auto", "socket", "syscalls"):
         return None
@@ -876,6 +890,12 @@ def main() -> int:
     )
     parser.add_argument("--interval", type=int, default=1000, help="ms, for --attach cli")
     parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout of netmon (its root, with its bpf/ and bench/): adds the "
+        "configuration netmon@against, that build's probes, beside this build's",
+    )
+    parser.add_argument(
         "--nethogs-args",
         default=NETHOGS_ARGS,
         help=f"nethogs options for the nethogs configuration (default: {NETHOGS_ARGS!r})",
@@ -897,6 +917,11 @@ def main() -> int:
     for workload in args.workloads:
         if workload not in WORKLOADS:
             parser.error(f"unknown workload {workload!r}")
+    if args.against is not None:
+        if not (args.against / "bench" / "overhead.py").is_file():
+            parser.error(f"--against: no bench/overhead.py in {args.against}")
+        args.against = args.against.resolve()
+        args.configs += [f"{c}@against" for c in args.configs if c in ("netmon", "netmon:socket")]
     for config in args.configs:
         problem = check_config(config)
         if problem is not None:

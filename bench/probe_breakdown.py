@@ -23,8 +23,11 @@ from pathlib import Path
 from overhead import bpf_stats_enabled, compile_loop, run_loop
 
 from netmon.abi import bpf_dir
-from netmon.sources.live import import_bcc, program_cflags
+from netmon.sources.live import RAW_TP_FLAG, import_bcc, program_cflags
 
+_HEAD_READ = (
+    "    if (!sk || bpf_probe_read_kernel(&head, sizeof(head), (void *)sk))\n        return 0;\n"
+)
 # variant -> (text to find, replacement); each removes one piece of work.
 VARIANTS: dict[str, tuple[str, str] | None] = {
     "netmon (unmodified)": None,
@@ -60,8 +63,13 @@ VARIANTS: dict[str, tuple[str, str] | None] = {
         "    st->cgroup_id = bpf_get_current_cgroup_id();\n",
         "",
     ),
+    "without reading the socket when its identity is known": (
+        _HEAD_READ,
+        "    struct sock_ident *known = sock_idents.lookup(&sk);\n"
+        "    if (known && known->key.pid == tgid)\n        return known;\n" + _HEAD_READ,
+    ),
     "without any accounting (socket identity only)": (
-        "        account(&id->key, args->ret, 1, 1);",
+        "        account(&id->key, ret, 1, sending);",
         "        return id->key.port;",
     ),
 }
@@ -83,10 +91,15 @@ def variant_source(edit: tuple[str, str] | None, workdir: Path) -> Path:
 
 def measure(bcc: object, source: Path, loop: Path, n: int, workload: str) -> float:
     """ns per run of the send program over one loop run."""
-    bpf = bcc.BPF(src_file=str(source), cflags=program_cflags("socket", 10240))  # type: ignore[attr-defined]
+    flags = program_cflags("socket", 10240)
+    bpf = bcc.BPF(src_file=str(source), cflags=flags)  # type: ignore[attr-defined]
     try:
-        prog_id = bpf.load_func(PROGRAM.encode(), bcc.BPF.TRACEPOINT).fd  # type: ignore[attr-defined]
-        bpf.attach_tracepoint(tp=TRACEPOINT, fn_name=PROGRAM)  # type: ignore[attr-defined]
+        if RAW_TP_FLAG in flags:  # as netmon attaches it
+            prog_id = bpf.load_func(PROGRAM.encode(), bcc.BPF.RAW_TRACEPOINT).fd  # type: ignore[attr-defined]
+            bpf.attach_raw_tracepoint(tp=TRACEPOINT.split(":")[1], fn_name=PROGRAM)  # type: ignore[attr-defined]
+        else:
+            prog_id = bpf.load_func(PROGRAM.encode(), bcc.BPF.TRACEPOINT).fd  # type: ignore[attr-defined]
+            bpf.attach_tracepoint(tp=TRACEPOINT, fn_name=PROGRAM)  # type: ignore[attr-defined]
         before = read_prog_stats_by_fd(prog_id)
         run_loop(loop, workload, n, 10000)
         after = read_prog_stats_by_fd(prog_id)
@@ -114,13 +127,23 @@ def main() -> int:
         help="the loop: a connected socket's send() (default), or an unconnected sendto(), "
         "whose peer is read from the syscall's arguments (the 'unconnected:' variants)",
     )
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="measure only the variants whose name contains TEXT (beside the unmodified one)",
+    )
     args = parser.parse_args()
     bcc = import_bcc()
-    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    variants = {
+        name: edit
+        for name, edit in VARIANTS.items()
+        if edit is None or args.only is None or args.only in name
+    }
+    results: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp, bpf_stats_enabled():
         workdir = Path(tmp)
         loop = compile_loop(workdir)
-        sources = {name: variant_source(edit, workdir) for name, edit in VARIANTS.items()}
+        sources = {name: variant_source(edit, workdir) for name, edit in variants.items()}
         for round_no in range(args.rounds):
             for name, source in sources.items():
                 results[name].append(measure(bcc, source, loop, args.n, args.workload))

@@ -166,9 +166,10 @@ _COUNTED: dict[int, _TcpTotals] = {}  # netmon's pid -> what it counted
 
 
 def attach(args: argparse.Namespace, config: str) -> PipeMonitor | None:
-    if config == "netmon":
+    if config in ("netmon", "netmon@against"):
+        netmon = args.netmon if config == "netmon" else args.against
         totals = _TcpTotals()
-        mon = PipeMonitor([*args.etc_prefix, args.netmon, "--json"], on_line=totals.take)
+        mon = PipeMonitor([*args.etc_prefix, netmon, "--json"], on_line=totals.take)
         _COUNTED[mon.pid] = totals
         mon.wait_first_line(READY_TIMEOUT, "first JSON object")
         return mon
@@ -192,7 +193,7 @@ def detach(mon: PipeMonitor | None, config: str, runs: list[IperfRun]) -> None:
     if mon.proc.poll() is not None:
         mon.fail(f"{config} exited while iperf3 ran ({mon.proc.returncode})")
     rc = mon.stop()
-    if config != "netmon":
+    if not config.startswith("netmon"):
         return
     if rc != 0 or mon.last_json() is None:
         raise RuntimeError(f"netmon --json exited with {rc}: {mon.stderr_text()}")
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["loss_percent"] = 100 * (1 - median / base_median)
                 row["loss_per_round_min"] = min(losses)
                 row["loss_per_round_max"] = max(losses)
-            if config == "netmon":
+            if config.startswith("netmon"):
                 row["bytes_sent"] = sum(r.bytes_sent for r in mine)
                 row["counted_sent"] = sum(r.counted_sent or 0 for r in mine)
                 row["bytes_received"] = sum(r.bytes_received for r in mine)
@@ -285,7 +286,7 @@ def print_report(report: dict[str, Any]) -> None:
             + ", ".join(f"{pid} {what}" for pid, what in report["other_monitors"].items())
             + "\n"
         )
-    print(f"{'writes':<14} {'config':<8} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17}")
+    print(f"{'writes':<14} {'config':<15} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17}")
     for r in report["results"]:
         writes = "default 128K" if r["length"] == "default" else f"-l {r['length']}"
         loss = ""
@@ -294,13 +295,13 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{r['loss_percent']:>7.1f}% "
                 f"{r['loss_per_round_min']:>7.1f} .. {r['loss_per_round_max']:.1f}%"
             )
-        print(f"{writes:<14} {r['config']:<8} {r['gbps_median']:>8.2f} {loss}")
+        print(f"{writes:<14} {r['config']:<15} {r['gbps_median']:>8.2f} {loss}")
     print("\nnetmon's count of iperf3's TCP bytes (data + control connection):")
     for r in report["results"]:
-        if r["config"] != "netmon":
+        if not r["config"].startswith("netmon"):
             continue
         print(
-            f"  -l {r['length']}: client sent {r['counted_sent']} counted / "
+            f"  {r['config']}, -l {r['length']}: client sent {r['counted_sent']} counted / "
             f"{r['bytes_sent']} iperf3 ({_excess(r['counted_sent'], r['bytes_sent'])}); "
             f"server received {r['counted_recv']} counted / {r['bytes_received']} iperf3 "
             f"({_excess(r['counted_recv'], r['bytes_received'])})"
@@ -342,6 +343,11 @@ def main() -> int:
     )
     parser.add_argument("--iperf3", default="iperf3", help="iperf3 executable")
     parser.add_argument("--netmon", default=DEFAULT_NETMON, help="netmon executable")
+    parser.add_argument(
+        "--against",
+        metavar="NETMON",
+        help="another build's netmon executable, measured as netmon@against in the same rounds",
+    )
     parser.add_argument("--nethogs", default="nethogs", help="nethogs executable")
     parser.add_argument("--nethogs-args", default="-t -a", help="nethogs options (default '-t -a')")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -351,6 +357,8 @@ def main() -> int:
     unknown = set(args.configs) - set(CONFIGS)
     if unknown or not args.configs:
         parser.error(f"--configs: unknown {', '.join(sorted(unknown)) or 'empty list'}")
+    if args.against and "netmon" in args.configs:
+        args.configs.insert(args.configs.index("netmon") + 1, "netmon@against")
     if not args.lengths or any(x != "default" and not x.isdigit() for x in args.lengths):
         parser.error("--lengths: positive integers or 'default'")
     if args.rounds < 1 or args.time < 1:

@@ -51,6 +51,7 @@ class Btf:
         # type id -> (kind, size_or_type, kind_flag, vlen, offset of its members)
         self._types: dict[int, tuple[int, int, int, int, int]] = {}
         self._struct_by_name_off: dict[int, int] = {}
+        self._typedef_by_name_off: dict[int, int] = {}
         types, pos, type_id = self._types_blob, 0, 1
         unpack = struct.Struct("<III").unpack_from
         while pos < len(types):
@@ -60,6 +61,8 @@ class Btf:
             self._types[type_id] = (kind, size_or_type, kind_flag, vlen, pos)
             if kind in (_KIND_STRUCT, _KIND_UNION) and name_off:
                 self._struct_by_name_off.setdefault(name_off, type_id)
+            elif kind == _KIND_TYPEDEF and name_off:
+                self._typedef_by_name_off.setdefault(name_off, type_id)
             pos += _PER_MEMBER.get(kind, 0) * vlen + _FIXED.get(kind, 0)
             type_id += 1
 
@@ -68,14 +71,47 @@ class Btf:
         return self._strings[offset:end].decode()
 
     def _struct_id(self, name: str) -> int | None:
+        return self._named(self._struct_by_name_off, name)
+
+    def _named(self, by_name_off: dict[int, int], name: str) -> int | None:
         wanted = b"\0" + name.encode() + b"\0"
         start = self._strings.find(wanted)
         while start != -1:
-            type_id = self._struct_by_name_off.get(start + 1)
+            type_id = by_name_off.get(start + 1)
             if type_id is not None:
                 return type_id
             start = self._strings.find(wanted, start + 1)
         return None
+
+    def _name_of(self, type_id: int) -> str:
+        pos = self._types[type_id][4]
+        return self._str(struct.unpack_from("<I", self._types_blob, pos - 12)[0])
+
+    def _describe(self, type_id: int) -> str:
+        """A C spelling of a type, typedefs and qualifiers resolved."""
+        if type_id == 0:
+            return "void"
+        type_id = self._resolve(type_id)
+        kind = self._types[type_id][0]
+        if kind == _KIND_PTR:
+            return self._describe(self._types[type_id][1]) + " *"
+        if kind in (_KIND_STRUCT, _KIND_UNION):
+            return ("struct " if kind == _KIND_STRUCT else "union ") + self._name_of(type_id)
+        return self._name_of(type_id)
+
+    def tracepoint_args(self, event: str) -> list[str]:
+        """The arguments a raw tracepoint program of `event` gets, as C types
+        (from the kernel's `btf_trace_<event>` typedef, whose first argument,
+        the tracing context, is left out)."""
+        type_id = self._named(self._typedef_by_name_off, f"btf_trace_{event}")
+        if type_id is None:
+            raise BtfError(f"tracepoint {event} not in kernel BTF")
+        proto = self._resolve(self._types[self._resolve(type_id)][1])
+        kind, _ret, _flag, vlen, pos = self._types[proto]
+        if kind != _KIND_FUNC_PROTO:
+            raise BtfError(f"btf_trace_{event} is not a function pointer")
+        params = [struct.unpack_from("<II", self._types_blob, pos + 8 * i)[1] for i in range(vlen)]
+        return [self._describe(param) for param in params[1:]]
 
     def _members(self, type_id: int) -> list[Member]:
         kind, _size, kind_flag, vlen, pos = self._types[type_id]

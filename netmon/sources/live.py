@@ -195,12 +195,34 @@ def program_cflags(mode: str, max_flows: int, have_set_state: bool = True) -> li
     offsets.update(_syscall_regs(btf))
     flags = [f"-I{bpf_dir()}", f"-DNETMON_MAX_FLOWS={max_flows}"]
     flags.append("-DNETMON_MODE_SOCKET=1" if mode == "socket" else "-DNETMON_MODE_SYSCALLS=1")
+    if mode == "socket" and sock_raw_tracepoints(btf):
+        flags.append(RAW_TP_FLAG)
     low, high = ephemeral_range()
     flags += [f"-DNETMON_EPHEMERAL_LOW={low}", f"-DNETMON_EPHEMERAL_HIGH={high}"]
     if have_set_state:
         flags.append("-DNETMON_HAVE_SET_STATE=1")
     flags += [f"-D{macro}={value}" for macro, value in offsets.items()]
     return flags
+
+
+RAW_TP_FLAG = "-DNETMON_SOCK_RAW_TP=1"
+# The arguments the counting programs read, in order, when they run as raw
+# tracepoint programs (the kernel's call_trace_sock_{send,recv}_length).
+SOCK_RAW_TP_ARGS = ["struct sock *", "int", "int"]
+
+
+def sock_raw_tracepoints(btf: Any) -> bool:
+    """Whether the socket-mode counting programs can run as raw tracepoint
+    programs: the kernel passes (sk, ret, flags) to both tracepoints.
+    Otherwise they are tracepoint programs, which read the same fields from
+    the trace-event record, for a little more per event."""
+    try:
+        return all(
+            btf.tracepoint_args(event) == SOCK_RAW_TP_ARGS
+            for event in ("sock_send_length", "sock_recv_length")
+        )
+    except BtfError:
+        return False
 
 
 def _syscall_regs(btf: Any) -> dict[str, int]:
@@ -467,8 +489,12 @@ class LiveSource:
             source._seed_maps()
             if mode == "socket":
                 source._attach_cgroup_programs(bcc)
+            raw = RAW_TP_FLAG in flags
             for fn_name, tracepoint in COUNTING_PROGRAMS[mode].items():
-                bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
+                if raw:
+                    bpf.attach_raw_tracepoint(tp=tracepoint.split(":")[1], fn_name=fn_name)
+                else:
+                    bpf.attach_tracepoint(tp=tracepoint, fn_name=fn_name)
             if mode == "socket":
                 # After the cgroup programs that count raw/ICMP sockets as
                 # they come and go are attached, so none is missed.

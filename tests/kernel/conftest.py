@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -24,6 +25,10 @@ from .traffic import Child, icmp_ping
 
 HERE = Path(__file__).resolve().parent
 MODES = ("socket", "syscalls")
+# The shared live sources: both modes, and socket mode once more with its
+# counting programs as tracepoint programs, which netmon loads where the
+# kernel's raw tracepoint arguments are not the (sk, ret, flags) it expects.
+LIVE_SOURCES = (*MODES, "socket-tracepoints")
 SKIP_ENV = "NETMON_SKIP_KERNEL_TESTS"
 
 
@@ -75,14 +80,22 @@ def kernel_ready() -> None:
 def open_source(mode: str, check_mode: bool = True) -> Any:
     from netmon.sources.live import LiveSource
 
-    src = LiveSource.open(probes=mode, max_flows=10240)
+    if mode == "socket-tracepoints":
+        with mock.patch("netmon.sources.live.sock_raw_tracepoints", return_value=False):
+            src = LiveSource.open(probes="socket", max_flows=10240)
+        if src._bpf.raw_tracepoint_fds:  # the test reads the BPF object: nothing else says
+            src.close()
+            raise AssertionError("socket-tracepoints: raw tracepoint programs were attached")
+        mode = "socket"
+    else:
+        src = LiveSource.open(probes=mode, max_flows=10240)
     if check_mode and src.mode != mode:
         src.close()
         raise AssertionError(f"asked for probes={mode!r}, got mode {src.mode!r}")
     return src
 
 
-@pytest.fixture(scope="session", params=MODES)
+@pytest.fixture(scope="session", params=LIVE_SOURCES)
 def live(request: pytest.FixtureRequest, kernel_ready: None) -> Iterator[Any]:
     """One LiveSource per probe mode for the whole session (opening costs ~1 s)."""
     src = open_source(request.param)

@@ -7,8 +7,10 @@ import struct
 import pytest
 
 from netmon.sources.btf import Btf, BtfError
+from netmon.sources.live import SOCK_RAW_TP_ARGS, sock_raw_tracepoints
 
-KIND_INT, KIND_STRUCT, KIND_UNION, KIND_TYPEDEF = 1, 4, 5, 8
+KIND_INT, KIND_PTR, KIND_STRUCT, KIND_UNION, KIND_TYPEDEF = 1, 2, 4, 5, 8
+KIND_CONST, KIND_FUNC_PROTO = 10, 13
 
 
 class BlobBuilder:
@@ -33,6 +35,13 @@ class BlobBuilder:
 
     def typedef(self, name: str, target: int) -> int:
         return self._add(name, KIND_TYPEDEF, 0, target, b"")
+
+    def pointer(self, target: int) -> int:
+        return self._add("", KIND_PTR, 0, target, b"")
+
+    def func_proto(self, params: list[int], returns: int = 0) -> int:
+        extra = b"".join(struct.pack("<II", 0, param) for param in params)
+        return self._add("", KIND_FUNC_PROTO, len(params), returns, extra)
 
     def composite(
         self, name: str, size: int, members: list[tuple[str, int, int, int]], union: bool = False
@@ -90,3 +99,36 @@ def test_bitfields_and_missing_names_are_errors() -> None:
 def test_rejects_a_blob_that_is_not_btf() -> None:
     with pytest.raises(BtfError):
         Btf(b"\0" * 64)
+
+
+def tracepoints(send_args: list[str] | None = None) -> Btf:
+    """A blob with raw tracepoint typedefs as the kernel declares them:
+    btf_trace_<event> is a pointer to a function of (void *ctx, args...)."""
+    b = BlobBuilder()
+    int_id = b.int_type("int", 4)
+    sock = b.composite("sock", 8, [("head", int_id, 0, 0)])
+    sock_ptr = b.pointer(sock)
+    void_ptr = b.pointer(0)
+    types = {"struct sock *": sock_ptr, "int": int_id}
+    for event in ("sock_send_length", "sock_recv_length"):
+        args = send_args if send_args is not None and event == "sock_send_length" else None
+        params = [types[a] for a in (args or ["struct sock *", "int", "int"])]
+        b.typedef(f"btf_trace_{event}", b.pointer(b.func_proto([void_ptr, *params], int_id)))
+    return Btf(b.blob())
+
+
+def test_tracepoint_args_leave_out_the_context() -> None:
+    btf = tracepoints()
+    assert btf.tracepoint_args("sock_send_length") == ["struct sock *", "int", "int"]
+    with pytest.raises(BtfError, match="sock_nope"):
+        btf.tracepoint_args("sock_nope")
+
+
+def test_raw_tracepoints_only_when_both_take_sk_ret_flags() -> None:
+    assert sock_raw_tracepoints(tracepoints())
+    assert SOCK_RAW_TP_ARGS == ["struct sock *", "int", "int"]
+    # Another kernel's prototype (an argument added, or moved) keeps the
+    # tracepoint programs, which read the trace-event record by name.
+    assert not sock_raw_tracepoints(tracepoints(["struct sock *", "int"]))
+    assert not sock_raw_tracepoints(tracepoints(["int", "struct sock *", "int"]))
+    assert not sock_raw_tracepoints(sample())  # no such typedefs at all
