@@ -331,29 +331,42 @@ static __always_inline int same_socket(struct sock_ident *id, struct sock_head *
     return 1;
 }
 
-/* The identity of `sk` for the current process: remembered, or worked out
- * now into *scratch and remembered. NULL when the socket does not count. */
-static __always_inline struct sock_ident *socket_ident(__u64 sk, struct sock_ident *scratch)
+/* The start of the socket, as identities are compared. Nonzero: unreadable. */
+static __always_inline int read_head(struct sock_head *head, __u64 sk)
 {
-    struct sock_head head;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-    if (!sk || bpf_probe_read_kernel(&head, sizeof(head), (void *)sk))
-        return 0;
-    if (head.num == 0) {
+    if (!sk || bpf_probe_read_kernel(head, sizeof(*head), (void *)sk))
+        return -1;
+    if (head->num == 0) {
         /* At TCP_CLOSE the kernel releases the local port (skc_num = 0) while
          * the owner may still drain the receive queue; inet_sport keeps it. */
         __u16 sport_be = 0;
         bpf_probe_read_kernel(&sport_be, sizeof(sport_be), (char *)sk + OFF_INET_SPORT);
-        head.num = netmon_ntohs(sport_be);
+        head->num = netmon_ntohs(sport_be);
     }
+    return 0;
+}
+
+/* The identity of `sk` (whose start is *head) for process `tgid`:
+ * remembered, or worked out now into *scratch and remembered. NULL when the
+ * socket does not count. */
+static __always_inline struct sock_ident *ident_of(__u64 sk, struct sock_head *head, __u32 tgid,
+                                                   struct sock_ident *scratch)
+{
     struct sock_ident *id = sock_idents.lookup(&sk);
-    if (id && id->key.pid == tgid && same_socket(id, &head, (char *)sk))
+    if (id && id->key.pid == tgid && same_socket(id, head, (char *)sk))
         return id;
-    if (!resolve_ident(scratch, (char *)sk, &head, tgid))
+    if (!resolve_ident(scratch, (char *)sk, head, tgid))
         return 0;
     sock_idents.update(&sk, scratch);
     return scratch;
+}
+
+static __always_inline struct sock_ident *socket_ident(__u64 sk, struct sock_ident *scratch)
+{
+    struct sock_head head;
+    if (read_head(&head, sk))
+        return 0;
+    return ident_of(sk, &head, bpf_get_current_pid_tgid() >> 32, scratch);
 }
 
 /* The flow of one call: the socket's identity plus, for an unconnected
@@ -743,54 +756,210 @@ static __always_inline __u64 send_addr_from_regs(void)
     return msghdr_name(arg + (__u64)idx * MMSG_SIZE);
 }
 
-/* Count a socket-layer event on an unconnected socket. Sends: the peer from
- * the syscall's arguments. UDP receives: from the cgroup program of this
- * call, if it ran. Raw and ICMP receives: a receive's source reaches user
- * memory only when the syscall returns, so it is counted there (raw_*
- * programs below). */
-static __always_inline void account_unconnected(struct sock_ident *id, __u64 sk, __u64 bytes,
-                                                int sending)
+/* The flow of a socket-layer event on an identified socket. Connected: the
+ * socket's own. Unconnected sends: the peer from the syscall's arguments.
+ * UDP receives: from the cgroup program of this call, if it ran. Raw and
+ * ICMP receives: a receive's source reaches user memory only when the
+ * syscall returns, so it is counted there (raw_* programs below): returns 0. */
+static __always_inline int event_flow(struct traffic_key *key, struct sock_ident *id, __u64 sk,
+                                      int sending)
 {
-    __u64 tid = bpf_get_current_pid_tgid();
-    struct traffic_key key;
-    if (sending) {
-        account_user_peer(id, send_addr_from_regs(), bytes, 1, 1);
-        return;
+    if (id->connected) {
+        *key = id->key;
+        return 1;
     }
+    __u8 ip[16] = {};
+    __u16 port_be = 0;
+    if (sending) {
+        read_user_peer(ip, &port_be, send_addr_from_regs(), id->key.family);
+        flow_with_peer(key, id, ip, port_be);
+        return 1;
+    }
+    __u64 tid = bpf_get_current_pid_tgid();
     if (id->key.protocol == NETMON_PROTO_UDP) {
         struct udp_peer *p = udp_peers.lookup(&tid);
         if (p && p->sk == sk) {
             /* (An IPv6 socket's receives, IPv4-mapped ones included, go
              * through the IPv6 hook: the address is in the socket's family.) */
-            flow_with_peer(&key, id, p->ip, p->port_be);
+            flow_with_peer(key, id, p->ip, p->port_be);
             p->sk = 0;   /* used: a later call without a peer must not reuse it */
         } else {
-            flow_with_peer(&key, id, 0, 0);
+            flow_with_peer(key, id, 0, 0);
         }
-        account(&key, bytes, 1, sending);
-        return;
+        return 1;
     }
     struct call_ctx *c = calls.lookup(&tid);
     if (c && c->kind >= CALL_RECVFROM && c->kind <= CALL_RECVMMSG) {
         c->sk = sk;
         c->deferred = 1;
-        return;
+        return 0;
     }
-    account_user_peer(id, 0, bytes, 1, 0);
+    flow_with_peer(key, id, 0, 0);
+    return 1;
+}
+
+/* ------------------------------------------------------- per-CPU flow slots
+ *
+ * Most events continue what the same CPU counted a moment ago: the next
+ * write of a stream, the reply on the same socket. Each CPU keeps its latest
+ * flows in a few slots (chosen by the socket's address): an event on a
+ * slot's socket and flow adds to the slot's pending counts, which costs no
+ * hash lookup at all. The pending counts are added to traffic_map, pid_stats
+ * and protocol_totals (flushed) when the slot is taken by another flow, at
+ * the slot's first event after a clock tick (jiffy), and when user space asks
+ * before each read (a zero-byte send of its own on each CPU: see
+ * flush_request), so that the maps are exact when read. Only events of the
+ * same CPU touch its slots, and tracepoint programs run with preemption off,
+ * so the slots need no atomics. */
+#define NETMON_SLOTS 16                  /* per CPU; a power of two */
+
+struct flow_slot {
+    __u64 sk;
+    struct sock_ident ident;   /* the socket, as sock_idents holds it */
+    struct traffic_key key;    /* the flow of the pending counts */
+    __u64 bytes_sent;
+    __u64 bytes_recv;
+    __u64 packets_sent;
+    __u64 packets_recv;
+    __u64 flushed_at;          /* bpf_jiffies64() at the last flush */
+};
+
+BPF_PERCPU_ARRAY(flow_slots, struct flow_slot, NETMON_SLOTS);
+BPF_ARRAY(flusher, __u32, 1);    /* netmon's tgid: its zero-byte sends flush */
+
+static __always_inline void add_pending(struct flow_slot *slot, __u64 bytes, int sending)
+{
+    if (sending) {
+        slot->bytes_sent += bytes;
+        slot->packets_sent++;
+    } else {
+        slot->bytes_recv += bytes;
+        slot->packets_recv++;
+    }
+}
+
+/* Add a slot's pending counts to the maps. The entries normally exist: the
+ * slot's first event created them (with the process's name). One retired
+ * by user space since is made again, named from this CPU's copy of the
+ * process, since the current task may be another process. */
+static __always_inline void flush_slot(struct flow_slot *slot, __u64 now)
+{
+    slot->flushed_at = now;
+    if (!(slot->packets_sent | slot->packets_recv))
+        return;
+    struct traffic_key *key = &slot->key;
+    __u32 pid = key->pid;
+    struct traffic_stats *ps = pid_stats.lookup(&pid);
+    struct traffic_stats *st = traffic_map.lookup(key);
+    if (!st) {
+        struct traffic_stats fresh = {};
+        if (ps) {
+            __builtin_memcpy(fresh.comm, ps->comm, sizeof(fresh.comm));
+            fresh.flags = ps->flags;
+            fresh.cgroup_id = ps->cgroup_id;
+            fresh.named_ns = ps->named_ns;
+        }
+        if (traffic_map.insert(key, &fresh) == 0)
+            count(NETMON_COUNTER_FLOWS_CREATED);
+        st = traffic_map.lookup(key);
+    }
+    if (st) {
+        st->bytes_sent += slot->bytes_sent;
+        st->bytes_recv += slot->bytes_recv;
+        st->packets_sent += slot->packets_sent;
+        st->packets_recv += slot->packets_recv;
+    } else {
+        count(NETMON_COUNTER_FLOW_DROPS);
+    }
+    if (!ps) {
+        struct traffic_stats fresh = {};
+        pid_stats.insert(&pid, &fresh);
+        ps = pid_stats.lookup(&pid);
+    }
+    if (ps) {
+        ps->bytes_sent += slot->bytes_sent;
+        ps->bytes_recv += slot->bytes_recv;
+        ps->packets_sent += slot->packets_sent;
+        ps->packets_recv += slot->packets_recv;
+    }
+    __u32 proto = key->protocol;
+    __u64 *total = protocol_totals.lookup(&proto);
+    if (total)
+        *total += slot->bytes_sent + slot->bytes_recv;
+    slot->bytes_sent = slot->bytes_recv = slot->packets_sent = slot->packets_recv = 0;
+}
+
+/* User space, before it reads the maps, sends zero bytes on a socket of its
+ * own from each CPU in turn: flush all of this CPU's slots. */
+static __always_inline void flush_request(void)
+{
+    __u32 zero = 0;
+    __u32 *tgid = flusher.lookup(&zero);
+    if (!tgid || *tgid != (__u32)(bpf_get_current_pid_tgid() >> 32))
+        return;
+    __u64 now = bpf_jiffies64();
+#pragma clang loop unroll(disable)
+    for (__u32 i = 0; i < NETMON_SLOTS; i++) {
+        __u32 idx = i;
+        struct flow_slot *slot = flow_slots.lookup(&idx);
+        if (slot)
+            flush_slot(slot, now);
+    }
+}
+
+static __always_inline int same_key(struct traffic_key *a, struct traffic_key *b)
+{
+    __u64 *x = (__u64 *)a, *y = (__u64 *)b;   /* 24 bytes, 8-byte aligned in both */
+    return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
 }
 
 static __always_inline int count_event(__u64 sk, int ret, int flags, int sending)
 {
+    struct sock_head head;
+    struct traffic_key key;
+    if (ret <= 0) {
+        if (ret == 0 && sending)
+            flush_request();
+        return 0;
+    }
+    if ((!sending && (flags & NETMON_MSG_PEEK)) || read_head(&head, sk))
+        return 0;
+    if (head.family != NETMON_AF_INET && head.family != NETMON_AF_INET6 &&
+        head.family != NETMON_AF_PACKET)
+        return 0;   /* AF_UNIX, netlink, ...: not network traffic */
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    __u32 idx = (__u32)((sk * 0x9E3779B97F4A7C15ULL) >> 60) & (NETMON_SLOTS - 1);
+    struct flow_slot *slot = flow_slots.lookup(&idx);
+    if (!slot)
+        return 0;
+    if (slot->sk == sk && slot->ident.key.pid == tgid && same_socket(&slot->ident, &head, (char *)sk)) {
+        if (!event_flow(&key, &slot->ident, sk, sending))
+            return 0;
+        if (same_key(&key, &slot->key)) {
+            add_pending(slot, ret, sending);
+            __u64 now = bpf_jiffies64();
+            if (now != slot->flushed_at)
+                flush_slot(slot, now);
+            return 0;
+        }
+        /* The same socket, another peer: counted at once, in the right
+         * process's context; the slot follows the new flow. */
+        account(&key, ret, 1, sending);
+        flush_slot(slot, bpf_jiffies64());
+        slot->key = key;
+        return 0;
+    }
     struct sock_ident scratch;
-    if (ret <= 0 || (!sending && (flags & NETMON_MSG_PEEK)))
+    struct sock_ident *id = ident_of(sk, &head, tgid, &scratch);
+    if (!id || !event_flow(&key, id, sk, sending))
         return 0;
-    struct sock_ident *id = socket_ident(sk, &scratch);
-    if (!id)
-        return 0;
-    if (id->connected)
-        account(&id->key, ret, 1, sending);
-    else
-        account_unconnected(id, sk, ret, sending);
+    /* A flow's first event on this CPU is counted at once, which creates its
+     * entries in its own process's context; the slot takes the rest. */
+    account(&key, ret, 1, sending);
+    flush_slot(slot, bpf_jiffies64());
+    slot->sk = sk;
+    __builtin_memcpy(&slot->ident, id, sizeof(slot->ident));
+    slot->key = key;
     return 0;
 }
 

@@ -41,6 +41,7 @@ from netmon.sources.bpf_link import BpfError, cgroup2_mount, link_create
 from netmon.sources.btf import BtfError, load_vmlinux_btf
 from netmon.sources.idle import IdleRows
 from netmon.sources.memory import release_compiler_memory
+from netmon.sources.slots import SlotFlusher
 from netmon.sources.socket_tables import ephemeral_range, listening_ports, raw_and_icmp_sockets
 
 log = logging.getLogger(__name__)
@@ -442,6 +443,7 @@ class LiveSource:
         self._published = PublishedRates()
         self._closed = False
         self._links: list[int] = []  # cgroup attachments: closing the fd detaches
+        self._slots: SlotFlusher | None = None  # socket mode's per-CPU pending counts
         self._exited = bpf["exited_pids"]
         self._removed_flows = 0  # flows deleted by netmon: exited processes, idle
         self._idle: IdleRows | None = None  # None: idle flows stay
@@ -488,6 +490,8 @@ class LiveSource:
         try:
             source._seed_maps()
             if mode == "socket":
+                source._slots = SlotFlusher(bpf["flusher"])
+                source.warnings += source._slots.warnings
                 source._attach_cgroup_programs(bcc)
             raw = RAW_TP_FLAG in flags
             for fn_name, tracepoint in COUNTING_PROGRAMS[mode].items():
@@ -633,6 +637,8 @@ class LiveSource:
 
     def read(self) -> RawSample:
         self.update_raw_peer_hooks()
+        if self._slots is not None:
+            self._slots.flush()  # every CPU's pending counts into the maps, before they are read
         monotonic_ns = self._clock_ns()
         wall = time.time()
         # The creation count first: a flow created while the map is being read
@@ -846,6 +852,8 @@ cgroups=cgroups,
         for fd in self._links:
             os.close(fd)
         self._links.clear()
+        if self._slots is not None:
+            self._slots.close()
         self._bpf.cleanup()
 
     def __enter__(self) -> LiveSource:

@@ -1,0 +1,48 @@
+"""Ask the kernel program to flush its per-CPU flow slots before a read.
+
+In socket mode each CPU adds the events of its latest flows to slots of its
+own and moves them into traffic_map, pid_stats and protocol_totals only now
+and then (bpf/netmon.bpf.c, "per-CPU flow slots"). A zero-byte send by
+netmon itself is the kernel program's cue to flush the slots of the CPU it
+runs on, so netmon sends one from each CPU in turn before it reads the maps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class SlotFlusher:
+    def __init__(self, flusher_table: Any) -> None:
+        # The kernel program flushes only for zero-byte sends of this process.
+        flusher_table[flusher_table.Key(0)] = flusher_table.Leaf(os.getpid())
+        self._cue, self._other_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.warnings: list[str] = []
+        allowed = os.sched_getaffinity(0)
+        online = set(range(os.cpu_count() or 1))
+        if not online <= allowed:
+            self.warnings.append(
+                "netmon may not run on CPU(s) "
+                + ",".join(str(cpu) for cpu in sorted(online - allowed))
+                + ": what is counted there reaches its tables up to 0.25 s late, or at "
+                "that CPU's next send or receive"
+            )
+
+    def flush(self) -> None:
+        """Flush the slots of every CPU this thread may run on."""
+        allowed = os.sched_getaffinity(0)
+        try:
+            for cpu in sorted(allowed):
+                os.sched_setaffinity(0, {cpu})  # returns once this thread runs there
+                self._cue.send(b"")
+        finally:
+            os.sched_setaffinity(0, allowed)
+
+    def close(self) -> None:
+        self._cue.close()
+        self._other_end.close()
