@@ -25,52 +25,30 @@ from overhead import bpf_stats_enabled, compile_loop, run_loop
 from netmon.abi import bpf_dir
 from netmon.sources.live import RAW_TP_FLAG, import_bcc, program_cflags
 
-_HEAD_READ = (
-    "    if (!sk || bpf_probe_read_kernel(&head, sizeof(head), (void *)sk))\n        return 0;\n"
-)
 # variant -> (text to find, replacement); each removes one piece of work.
 VARIANTS: dict[str, tuple[str, str] | None] = {
     "netmon (unmodified)": None,
-    "traffic_map a plain per-CPU hash (no LRU)": (
-        'BPF_TABLE("lru_percpu_hash", struct traffic_key, struct traffic_stats, traffic_map,',
-        'BPF_TABLE("percpu_hash", struct traffic_key, struct traffic_stats, traffic_map,',
+    "slots off: every event takes the lookups": (
+        "    if (slot->sk == sk && slot->ident.key.pid == tgid &&",
+        "    if (0 && slot->sk == sk && slot->ident.key.pid == tgid &&",
     ),
-    "pid_stats a plain per-CPU hash (no LRU)": (
-        'BPF_TABLE("lru_percpu_hash", __u32, struct traffic_stats, pid_stats,',
-        'BPF_TABLE("percpu_hash", __u32, struct traffic_stats, pid_stats,',
+    "slot hit without the per-jiffy flush check": (
+        "            __u64 now = bpf_jiffies64();\n"
+        "            if (now != slot->flushed_at)\n"
+        "                flush_slot(slot, now);\n",
+        "",
     ),
-    "sock_idents a plain hash (no LRU)": (
-        'BPF_TABLE("lru_hash", __u64, struct sock_ident, sock_idents,',
-        'BPF_TABLE("hash", __u64, struct sock_ident, sock_idents,',
+    "slot hit without comparing the socket": (
+        "slot->ident.key.pid == tgid &&\n        same_socket(&slot->ident, &head, (char *)sk)) {",
+        "slot->ident.key.pid == tgid) {",
     ),
-    "unconnected: without the syscall's registers": (
-        "    bpf_probe_read_kernel(&nr, sizeof(nr), regs + NETMON_REGS_NR);\n",
-        "    return 0;\n",
+    "unconnected: without the peer (registers and sockaddr)": (
+        "        read_user_peer(ip, &port_be, send_addr_from_regs(), id->key.family);",
+        "        read_user_peer(ip, &port_be, 0, id->key.family);",
     ),
     "unconnected: without reading the user sockaddr": (
         "    if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))",
         "    if (1)",
-    ),
-    "without the pid_stats update": (
-        "    struct traffic_stats *ps = pid_stats.lookup(&pid);\n    if (!ps) {",
-        "    struct traffic_stats *ps = 0;\n    if (0) {",
-    ),
-    "without the protocol_totals update": (
-        "    __u64 *total = protocol_totals.lookup(&proto);",
-        "    __u64 *total = 0;",
-    ),
-    "without the cgroup id at creation": (
-        "    st->cgroup_id = bpf_get_current_cgroup_id();\n",
-        "",
-    ),
-    "without reading the socket when its identity is known": (
-        _HEAD_READ,
-        "    struct sock_ident *known = sock_idents.lookup(&sk);\n"
-        "    if (known && known->key.pid == tgid)\n        return known;\n" + _HEAD_READ,
-    ),
-    "without any accounting (socket identity only)": (
-        "        account(&id->key, ret, 1, sending);",
-        "        return id->key.port;",
     ),
 }
 PROGRAM = "count_send"

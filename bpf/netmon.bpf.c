@@ -932,7 +932,8 @@ static __always_inline int count_event(__u64 sk, int ret, int flags, int sending
     struct flow_slot *slot = flow_slots.lookup(&idx);
     if (!slot)
         return 0;
-    if (slot->sk == sk && slot->ident.key.pid == tgid && same_socket(&slot->ident, &head, (char *)sk)) {
+    if (slot->sk == sk && slot->ident.key.pid == tgid &&
+        same_socket(&slot->ident, &head, (char *)sk)) {
         if (!event_flow(&key, &slot->ident, sk, sending))
             return 0;
         if (same_key(&key, &slot->key)) {

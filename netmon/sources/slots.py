@@ -9,12 +9,30 @@ runs on, so netmon sends one from each CPU in turn before it reads the maps.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+ONLINE = Path("/sys/devices/system/cpu/online")
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """The kernel's CPU list format: "0-3,8,10-11"."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def online_cpus(path: Path = ONLINE) -> set[int]:
+    try:
+        return parse_cpu_list(path.read_text())
+    except (OSError, ValueError):
+        return set(range(os.cpu_count() or 1))
 
 
 class SlotFlusher:
@@ -24,7 +42,7 @@ class SlotFlusher:
         self._cue, self._other_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.warnings: list[str] = []
         allowed = os.sched_getaffinity(0)
-        online = set(range(os.cpu_count() or 1))
+        online = online_cpus()
         if not online <= allowed:
             self.warnings.append(
                 "netmon may not run on CPU(s) "

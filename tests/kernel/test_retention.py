@@ -182,10 +182,10 @@ def test_bytes_that_land_between_the_read_and_the_removal_are_kept(spawn: Any) -
         retired = pid_deltas(start, idle, sender.pid)
         resumed = pid_deltas(start, later, sender.pid)  # a new entry counts from zero
         none = (0, 0, 0, 0)
-        total = {
-            key: tuple(a + b for a, b in zip(retired.get(key, none), resumed.get(key, none)))
-            for key in want
-        }
+        total = {}
+        for key in want:
+            pairs = zip(retired.get(key, none), resumed.get(key, none), strict=True)
+            total[key] = tuple(a + b for a, b in pairs)
         assert total == want, (retired, resumed)
         sink.send(2)
         sink.result()

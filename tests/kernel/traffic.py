@@ -1244,3 +1244,32 @@ def closed_reader(ctl: Conn, host: str, n: int, way: str) -> Ledger:
     conn.close()
     ls.close()
     return ledger
+
+
+def slot_churner(ctl: Conn, host: str, ports: list[int], sockets: int, rounds: int) -> Ledger:
+    """On one CPU, many connected UDP sockets and one unconnected socket (to
+    every port in turn) sending round-robin: more flows than the kernel's
+    per-CPU slots, so they keep taking each other's slots."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    fam = family_of(host)
+    ledger = Ledger()
+    connected = []
+    for i in range(sockets):
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.connect((host, ports[i % len(ports)]))
+        connected.append(s)
+    loose = socket.socket(fam, socket.SOCK_DGRAM)
+    name = family_name(fam)
+    for r in range(rounds):
+        for i, s in enumerate(connected):
+            n = 1 + (r * 7 + i) % 50
+            ledger.at("UDP", name, ports[i % len(ports)], norm_ip(host), "client").sent(
+                s.send(payload(n, seed=i))
+            )
+        port = ports[r % len(ports)]
+        ledger.at("UDP", name, port, norm_ip(host), "client").sent(
+            loose.sendto(payload(60 + r, seed=r), (host, port))
+        )
+    for s in [*connected, loose]:
+        s.close()
+    return ledger
