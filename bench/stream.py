@@ -35,6 +35,7 @@ Figures are indicative when other work shares the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -59,6 +60,7 @@ from benchproc import (
     stop_process,
     wait_event,
 )
+from overhead import bpf_stats_enabled, read_prog_stats
 
 CONFIGS = ("none", "netmon", "nethogs")
 BASELINE = "none"
@@ -78,6 +80,8 @@ class IperfRun:
     server_pid: int
     counted_sent: int | None = None  # netmon's TCP bytes of the client pid, sent
     counted_recv: int | None = None  # netmon's TCP bytes of the server pid, received
+    prog_runs: int | None = None  # --bpf-stats: runs of netmon's BPF programs during the run
+    prog_ns: int | None = None  # and their run time
 
 
 # ------------------------------------------------------------------ iperf3
@@ -219,7 +223,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 for length in args.lengths:
                     others.update(other_monitors({os.getpid()} | ({mon.pid} if mon else set())))
+                    before = read_prog_stats(mon.pid) if mon and args.bpf_stats else {}
                     these.append(run_iperf(args, config, rnd, length))
+                    if before:
+                        after = read_prog_stats(mon.pid)  # type: ignore[union-attr]
+                        these[-1].prog_runs = sum(r for r, _ in after.values()) - sum(
+                            r for r, _ in before.values()
+                        )
+                        these[-1].prog_ns = sum(n for _, n in after.values()) - sum(
+                            n for _, n in before.values()
+                        )
             except BaseException:
                 if mon is not None:
                     stop_process(mon.proc, signal.SIGKILL)
@@ -251,6 +264,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["loss_percent"] = 100 * (1 - median / base_median)
                 row["loss_per_round_min"] = min(losses)
                 row["loss_per_round_max"] = max(losses)
+            timed = [r for r in mine if r.prog_runs]
+            if timed:
+                row["prog_ns_per_run"] = statistics.median(
+                    (r.prog_ns or 0) / (r.prog_runs or 1) for r in timed
+                )
+                row["prog_runs_per_s"] = statistics.median(
+                    (r.prog_runs or 0) / args.time for r in timed
+                )
             if config.startswith("netmon"):
                 row["bytes_sent"] = sum(r.bytes_sent for r in mine)
                 row["counted_sent"] = sum(r.counted_sent or 0 for r in mine)
@@ -296,6 +317,14 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{r['loss_per_round_min']:>7.1f} .. {r['loss_per_round_max']:.1f}%"
             )
         print(f"{writes:<14} {r['config']:<15} {r['gbps_median']:>8.2f} {loss}")
+    timed = [r for r in report["results"] if "prog_ns_per_run" in r]
+    if timed:
+        print("\nnetmon's BPF programs during the runs (bpf_stats on; they add their own cost):")
+        for r in timed:
+            print(
+                f"  {r['config']}, -l {r['length']}: {r['prog_ns_per_run']:.0f} ns per run, "
+                f"{r['prog_runs_per_s']:,.0f} runs/s (medians)"
+            )
     print("\nnetmon's count of iperf3's TCP bytes (data + control connection):")
     for r in report["results"]:
         if not r["config"].startswith("netmon"):
@@ -350,6 +379,12 @@ def main() -> int:
     )
     parser.add_argument("--nethogs", default="nethogs", help="nethogs executable")
     parser.add_argument("--nethogs-args", default="-t -a", help="nethogs options (default '-t -a')")
+    parser.add_argument(
+        "--bpf-stats",
+        action="store_true",
+        help="turn the kernel's BPF statistics on and report netmon's programs' ns per run "
+        "(they slow every program down: the throughputs are then not the plain ones)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     args.lengths = [x for x in args.lengths.split(",") if x]
@@ -369,7 +404,8 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="netmon-stream-") as tmp:
         args.etc_prefix = private_etc(Path(tmp))
-        report = run(args)
+        with bpf_stats_enabled() if args.bpf_stats else contextlib.nullcontext():
+            report = run(args)
     report["duration_s"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(report, indent=2))
