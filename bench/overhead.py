@@ -20,6 +20,8 @@ side in one run:
                sock:sock_send_length and sock:sock_recv_length
                (noop:sendto: one on syscalls:sys_enter_sendto instead)
   nethogs      `nethogs -t -a -C` running (skipped when not installed)
+  netmon@against  with --against CHECKOUT: another checkout's netmon probes,
+               held by that checkout's own copy of this script
 
 Every configuration is attached by a process of its own, started for the
 round and gone before the next configuration runs, so nothing one leaves

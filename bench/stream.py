@@ -13,11 +13,13 @@ order so drift and background load hit every configuration alike:
   netmon   `netmon --json` as its own process (poller included), its output
            drained; the client starts once netmon printed its first object,
            that is once the probes are attached;
-  nethogs  `nethogs -t -a` (trace mode, loopback included), where installed.
+  nethogs  `nethogs -t -a` (trace mode, loopback included), where installed;
+  netmon@against  with --against NETMON: another build's netmon, the same way.
 
 The report gives the median receiver throughput per configuration and write
-size, the loss against `none` (from the medians, and the range of the
-per-round losses), and checks that netmon counted the bytes iperf3 moved:
+size, the loss against `none` (from the medians; the range and the median of
+the per-round losses, each against the baseline of its own round), and
+checks that netmon counted the bytes iperf3 moved:
 the TCP bytes of the client and server pids in netmon's JSON objects
 against iperf3's own counts (netmon also counts iperf3's control connection,
 a few hundred bytes).
@@ -26,6 +28,10 @@ netmon runs with host names on (its default) in a private mount namespace
 whose /etc/resolv.conf names a closed loopback port (bench/benchproc.py,
 private_etc): the peers of other traffic on the machine are never asked
 about to the machine's resolver.
+
+With --bpf-stats the kernel's BPF statistics are on during the runs, and the
+report adds netmon's programs' nanoseconds per run (the statistics slow
+every program down, so the throughputs are then not the plain ones).
 
 Run as root:  .venv/bin/python bench/stream.py [--rounds R] [-t SECONDS] [--json]
 
@@ -263,6 +269,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 losses = [100 * (1 - r.gbps / base[r.round]) for r in mine if r.round in base]
                 row["loss_percent"] = 100 * (1 - median / base_median)
                 row["loss_per_round_min"] = min(losses)
+                # Each round's loss against the baseline of the same round: drift between
+                # rounds cancels out, so this median is steadier than the one above.
+                row["loss_per_round_median"] = statistics.median(losses)
                 row["loss_per_round_max"] = max(losses)
             timed = [r for r in mine if r.prog_runs]
             if timed:
@@ -307,14 +316,18 @@ def print_report(report: dict[str, Any]) -> None:
             + ", ".join(f"{pid} {what}" for pid, what in report["other_monitors"].items())
             + "\n"
         )
-    print(f"{'writes':<14} {'config':<15} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17}")
+    print(
+        f"{'writes':<14} {'config':<15} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17} "
+        f"{'per-round median':>17}"
+    )
     for r in report["results"]:
         writes = "default 128K" if r["length"] == "default" else f"-l {r['length']}"
         loss = ""
         if "loss_percent" in r:
             loss = (
                 f"{r['loss_percent']:>7.1f}% "
-                f"{r['loss_per_round_min']:>7.1f} .. {r['loss_per_round_max']:.1f}%"
+                f"{r['loss_per_round_min']:>7.1f} .. {r['loss_per_round_max']:>5.1f}% "
+                f"{r['loss_per_round_median']:>13.1f}%"
             )
         print(f"{writes:<14} {r['config']:<15} {r['gbps_median']:>8.2f} {loss}")
     timed = [r for r in report["results"] if "prog_ns_per_run" in r]
