@@ -18,8 +18,11 @@ order so drift and background load hit every configuration alike:
 
 The report gives the median receiver throughput per configuration and write
 size, the loss against `none` (from the medians; the range and the median of
-the per-round losses, each against the baseline of its own round), and
-checks that netmon counted the bytes iperf3 moved:
+the per-round losses, each against the baseline of its own round), the CPU
+iperf3 itself used (client + server, as iperf3 reports it; the monitors'
+kernel programs run in its system calls, so their cost is part of it) and
+its median change per round against the baseline, and checks that netmon
+counted the bytes iperf3 moved:
 the TCP bytes of the client and server pids in netmon's JSON objects
 against iperf3's own counts (netmon also counts iperf3's control connection,
 a few hundred bytes).
@@ -28,6 +31,10 @@ netmon runs with host names on (its default) in a private mount namespace
 whose /etc/resolv.conf names a closed loopback port (bench/benchproc.py,
 private_etc): the peers of other traffic on the machine are never asked
 about to the machine's resolver.
+
+With --rate (iperf3 -b) the runs move a fixed rate that the machine can
+sustain with any monitor attached: a monitor's cost then shows in the CPU
+column rather than as lost throughput, which is far less noisy here.
 
 With --bpf-stats the kernel's BPF statistics are on during the runs, and the
 report adds netmon's programs' nanoseconds per run (the statistics slow
@@ -86,6 +93,7 @@ class IperfRun:
     server_pid: int
     counted_sent: int | None = None  # netmon's TCP bytes of the client pid, sent
     counted_recv: int | None = None  # netmon's TCP bytes of the server pid, received
+    cpu_percent: float = 0.0  # iperf3's own CPU use, client + server (% of one CPU)
     prog_runs: int | None = None  # --bpf-stats: runs of netmon's BPF programs during the run
     prog_ns: int | None = None  # and their run time
 
@@ -129,6 +137,8 @@ def run_iperf(args: argparse.Namespace, config: str, rnd: int, length: str) -> I
                 *pin_args(args.pin, 0)]  # fmt: skip
         if length != "default":
             argv += ["-l", length]
+        if args.rate:
+            argv += ["-b", args.rate]
         client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = client.communicate(timeout=args.time + 60)
         report = json.loads(out) if out.strip() else {}
@@ -151,6 +161,8 @@ def run_iperf(args: argparse.Namespace, config: str, rnd: int, length: str) -> I
         bytes_received=int(end["sum_received"]["bytes"]),
         client_pid=client.pid,
         server_pid=server.pid,
+        cpu_percent=float(end["cpu_utilization_percent"]["host_total"])
+        + float(end["cpu_utilization_percent"]["remote_total"]),
     )
 
 
@@ -273,6 +285,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # rounds cancels out, so this median is steadier than the one above.
                 row["loss_per_round_median"] = statistics.median(losses)
                 row["loss_per_round_max"] = max(losses)
+            row["cpu_percent_median"] = statistics.median(r.cpu_percent for r in mine)
+            if config != BASELINE:
+                cpu_base = {r.round: r.cpu_percent for r in runs if r.length == length
+                            and r.config == BASELINE}  # fmt: skip
+                extra = [100 * (r.cpu_percent / cpu_base[r.round] - 1) for r in mine
+                         if cpu_base.get(r.round)]  # fmt: skip
+                if extra:
+                    row["cpu_extra_per_round_median"] = statistics.median(extra)
             timed = [r for r in mine if r.prog_runs]
             if timed:
                 row["prog_ns_per_run"] = statistics.median(
@@ -289,6 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results.append(row)
     return {
         "workload": f"iperf3 TCP over 127.0.0.1, {args.time} s per run"
+        + (f", paced at {args.rate}bit/s (-b)" if args.rate else "")
         + (f", client on CPU {args.pin[0]}, server on CPU {args.pin[1]}" if args.pin else ""),
         "rounds": args.rounds,
         "time_s": args.time,
@@ -318,18 +339,21 @@ def print_report(report: dict[str, Any]) -> None:
         )
     print(
         f"{'writes':<14} {'config':<15} {'Gbit/s':>8} {'loss':>8} {'per-round range':>17} "
-        f"{'per-round median':>17}"
+        f"{'per-round median':>17} {'iperf3 CPU':>11} {'CPU, per round':>15}"
     )
     for r in report["results"]:
         writes = "default 128K" if r["length"] == "default" else f"-l {r['length']}"
-        loss = ""
+        loss = f"{'':>44}"
         if "loss_percent" in r:
             loss = (
                 f"{r['loss_percent']:>7.1f}% "
                 f"{r['loss_per_round_min']:>7.1f} .. {r['loss_per_round_max']:>5.1f}% "
                 f"{r['loss_per_round_median']:>13.1f}%"
             )
-        print(f"{writes:<14} {r['config']:<15} {r['gbps_median']:>8.2f} {loss}")
+        cpu = f"{r['cpu_percent_median']:>10.0f}%"
+        if "cpu_extra_per_round_median" in r:
+            cpu += f" {r['cpu_extra_per_round_median']:>+14.1f}%"
+        print(f"{writes:<14} {r['config']:<15} {r['gbps_median']:>8.2f} {loss} {cpu}")
     timed = [r for r in report["results"] if "prog_ns_per_run" in r]
     if timed:
         print("\nnetmon's BPF programs during the runs (bpf_stats on; they add their own cost):")
@@ -392,6 +416,12 @@ def main() -> int:
     )
     parser.add_argument("--nethogs", default="nethogs", help="nethogs executable")
     parser.add_argument("--nethogs-args", default="-t -a", help="nethogs options (default '-t -a')")
+    parser.add_argument(
+        "--rate",
+        metavar="BITS",
+        help="a fixed target rate for iperf3 (-b, e.g. 500M) below what the machine can "
+        "do: the cost of a monitor then shows as the CPU iperf3 uses, not as throughput",
+    )
     parser.add_argument(
         "--bpf-stats",
         action="store_true",
