@@ -36,6 +36,8 @@ def online_cpus(path: Path = ONLINE) -> set[int]:
 
 
 class SlotFlusher:
+    """Tells the kernel program which process may ask for flushes, and asks."""
+
     def __init__(self, flusher_table: Any) -> None:
         # The kernel program flushes only for zero-byte sends of this process.
         flusher_table[flusher_table.Key(0)] = flusher_table.Leaf(os.getpid())
@@ -47,8 +49,8 @@ class SlotFlusher:
             self.warnings.append(
                 "netmon may not run on CPU(s) "
                 + ",".join(str(cpu) for cpu in sorted(online - allowed))
-                + ": what is counted there reaches its tables up to 0.25 s late, or at "
-                "that CPU's next send or receive"
+                + ": what is counted there reaches its tables only with that CPU's later "
+                "sends and receives"
             )
 
     def flush(self) -> None:
