@@ -43,8 +43,8 @@ VARIANTS: dict[str, tuple[str, str] | None] = {
         "slot->ident.key.pid == tgid) {",
     ),
     "unconnected: without the peer (registers and sockaddr)": (
-        "        read_user_peer(ip, &port_be, send_addr_from_regs(), id->key.family);",
-        "        read_user_peer(ip, &port_be, 0, id->key.family);",
+        "        user_peer_flow(key, id, send_addr_from_regs());",
+        "        user_peer_flow(key, id, 0);",
     ),
     "unconnected: without reading the user sockaddr": (
         "    if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))",

@@ -410,17 +410,24 @@ static __always_inline int read_user_peer(__u8 *ip, __u16 *port_be, __u64 uaddr,
     return 0;
 }
 
-/* Count a call on an identified socket whose peer, if it needs one, is the
- * user sockaddr at `uaddr` (0: none given). */
-static __always_inline void account_user_peer(struct sock_ident *id, __u64 uaddr, __u64 bytes,
-                                              __u64 msgs, int sending)
+/* The flow of a call on an identified socket whose peer, if it needs one,
+ * is the user sockaddr at `uaddr` (0: none given). */
+static __always_inline void user_peer_flow(struct traffic_key *key, struct sock_ident *id,
+                                           __u64 uaddr)
 {
-    struct traffic_key key;
     __u8 ip[16] = {};
     __u16 port_be = 0;
     if (!id->connected)
         read_user_peer(ip, &port_be, uaddr, id->key.family);
-    flow_with_peer(&key, id, ip, port_be);
+    flow_with_peer(key, id, ip, port_be);
+}
+
+/* Count such a call. */
+static __always_inline void account_user_peer(struct sock_ident *id, __u64 uaddr, __u64 bytes,
+                                              __u64 msgs, int sending)
+{
+    struct traffic_key key;
+    user_peer_flow(&key, id, uaddr);
     account(&key, bytes, msgs, sending);
 }
 
@@ -768,11 +775,8 @@ static __always_inline int event_flow(struct traffic_key *key, struct sock_ident
         *key = id->key;
         return 1;
     }
-    __u8 ip[16] = {};
-    __u16 port_be = 0;
     if (sending) {
-        read_user_peer(ip, &port_be, send_addr_from_regs(), id->key.family);
-        flow_with_peer(key, id, ip, port_be);
+        user_peer_flow(key, id, send_addr_from_regs());
         return 1;
     }
     __u64 tid = bpf_get_current_pid_tgid();
@@ -817,25 +821,20 @@ struct flow_slot {
     __u64 sk;
     struct sock_ident ident;   /* the socket, as sock_idents holds it */
     struct traffic_key key;    /* the flow of the pending counts */
-    __u64 bytes_sent;
-    __u64 bytes_recv;
-    __u64 packets_sent;
-    __u64 packets_recv;
+    struct traffic_stats pending;   /* its counters only */
     __u64 flushed_at;          /* bpf_jiffies64() at the last flush */
 };
 
 BPF_PERCPU_ARRAY(flow_slots, struct flow_slot, NETMON_SLOTS);
 BPF_ARRAY(flusher, __u32, 1);    /* netmon's tgid: its zero-byte sends flush */
 
-static __always_inline void add_pending(struct flow_slot *slot, __u64 bytes, int sending)
+/* The counters of `from` added to those of `to`. */
+static __always_inline void add_counters(struct traffic_stats *to, struct traffic_stats *from)
 {
-    if (sending) {
-        slot->bytes_sent += bytes;
-        slot->packets_sent++;
-    } else {
-        slot->bytes_recv += bytes;
-        slot->packets_recv++;
-    }
+    to->bytes_sent += from->bytes_sent;
+    to->bytes_recv += from->bytes_recv;
+    to->packets_sent += from->packets_sent;
+    to->packets_recv += from->packets_recv;
 }
 
 /* Add a slot's pending counts to the maps. The entries normally exist: the
@@ -845,7 +844,8 @@ static __always_inline void add_pending(struct flow_slot *slot, __u64 bytes, int
 static __always_inline void flush_slot(struct flow_slot *slot, __u64 now)
 {
     slot->flushed_at = now;
-    if (!(slot->packets_sent | slot->packets_recv))
+    struct traffic_stats *pending = &slot->pending;
+    if (!(pending->packets_sent | pending->packets_recv))
         return;
     struct traffic_key *key = &slot->key;
     __u32 pid = key->pid;
@@ -863,30 +863,22 @@ static __always_inline void flush_slot(struct flow_slot *slot, __u64 now)
             count(NETMON_COUNTER_FLOWS_CREATED);
         st = traffic_map.lookup(key);
     }
-    if (st) {
-        st->bytes_sent += slot->bytes_sent;
-        st->bytes_recv += slot->bytes_recv;
-        st->packets_sent += slot->packets_sent;
-        st->packets_recv += slot->packets_recv;
-    } else {
+    if (st)
+        add_counters(st, pending);
+    else
         count(NETMON_COUNTER_FLOW_DROPS);
-    }
     if (!ps) {
         struct traffic_stats fresh = {};
         pid_stats.insert(&pid, &fresh);
         ps = pid_stats.lookup(&pid);
     }
-    if (ps) {
-        ps->bytes_sent += slot->bytes_sent;
-        ps->bytes_recv += slot->bytes_recv;
-        ps->packets_sent += slot->packets_sent;
-        ps->packets_recv += slot->packets_recv;
-    }
+    if (ps)
+        add_counters(ps, pending);
     __u32 proto = key->protocol;
     __u64 *total = protocol_totals.lookup(&proto);
     if (total)
-        *total += slot->bytes_sent + slot->bytes_recv;
-    slot->bytes_sent = slot->bytes_recv = slot->packets_sent = slot->packets_recv = 0;
+        *total += pending->bytes_sent + pending->bytes_recv;
+    pending->bytes_sent = pending->bytes_recv = pending->packets_sent = pending->packets_recv = 0;
 }
 
 /* User space, before it reads the maps, sends zero bytes on a socket of its
@@ -937,7 +929,7 @@ static __always_inline int count_event(__u64 sk, int ret, int flags, int sending
         if (!event_flow(&key, &slot->ident, sk, sending))
             return 0;
         if (same_key(&key, &slot->key)) {
-            add_pending(slot, ret, sending);
+            add_stats(&slot->pending, ret, 1, sending);
             __u64 now = bpf_jiffies64();
             if (now != slot->flushed_at)
                 flush_slot(slot, now);
