@@ -73,7 +73,7 @@ from benchproc import (
     stop_process,
     wait_event,
 )
-from overhead import bpf_stats_enabled, read_prog_stats
+from overhead import bpf_stats_enabled, read_prog_stats, stats_delta
 
 CONFIGS = ("none", "netmon", "nethogs")
 BASELINE = "none"
@@ -241,16 +241,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 for length in args.lengths:
                     others.update(other_monitors({os.getpid()} | ({mon.pid} if mon else set())))
-                    before = read_prog_stats(mon.pid) if mon and args.bpf_stats else {}
+                    held = mon.pid if mon is not None and args.bpf_stats else None
+                    before = read_prog_stats(held) if held is not None else {}
                     these.append(run_iperf(args, config, rnd, length))
-                    if before:
-                        after = read_prog_stats(mon.pid)  # type: ignore[union-attr]
-                        these[-1].prog_runs = sum(r for r, _ in after.values()) - sum(
-                            r for r, _ in before.values()
-                        )
-                        these[-1].prog_ns = sum(n for _, n in after.values()) - sum(
-                            n for _, n in before.values()
-                        )
+                    if held is not None:
+                        delta = stats_delta(before, read_prog_stats(held)).values()
+                        these[-1].prog_runs = sum(runs for runs, _ in delta)
+                        these[-1].prog_ns = sum(ns for _, ns in delta)
             except BaseException:
                 if mon is not None:
                     stop_process(mon.proc, signal.SIGKILL)
